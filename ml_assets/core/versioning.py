@@ -1,0 +1,22 @@
+"""Content hashes used as Dagster data versions."""
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+
+def frame_hash(frame: pl.DataFrame) -> str:
+    """A content hash of a frame: its schema plus a hash of every row, in order.
+
+    polars' row hash is stable for a given polars version, which is what data versions need
+    (equal content -> equal version, within one deployment).
+    """
+    h = hashlib.sha256(str(list(frame.schema.items())).encode())
+    if frame.height:
+        h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def bytes_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
