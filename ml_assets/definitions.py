@@ -11,6 +11,7 @@ import dagster as dg
 from ml_assets import settings
 from ml_assets.defs.data.assets import flight_features, planes, raw_flights, raw_weather
 from ml_assets.defs.data.profile import DataQualitySettings, data_profile
+from ml_assets.resources.executors import build_executor
 from ml_assets.resources.storage import PolarsParquetIOManager, StorageRoot
 
 ASSETS = [raw_flights, raw_weather, planes, flight_features, data_profile]
@@ -29,7 +30,8 @@ def build_resources(home: str | None = None, env: str | None = None) -> dict:
 
 
 def build_definitions(home: str | None = None, env: str | None = None) -> dg.Definitions:
-    return dg.Definitions(assets=ASSETS, resources=build_resources(home, env))
+    env = env or settings.environment()
+    return dg.Definitions(assets=ASSETS, resources=build_resources(home, env), executor=build_executor(env))
 
 
 defs = build_definitions()

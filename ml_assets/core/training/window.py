@@ -39,12 +39,16 @@ def rate_column(key: str) -> str:
 RATE_COLUMNS = [rate_column(k) for k in RATE_KEYS]
 
 
+def canonical_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in a fixed order, so that a model does not depend on the order its rows arrived in."""
+    return frame.sort(ROW_ORDER, nulls_last=True, maintain_order=True)
+
+
 def labelled_window(frame: pl.DataFrame, day: dt.date, window_days: int = 28) -> pl.DataFrame:
     """Labelled rows of days ``day - window_days`` .. ``day - 1``, in a canonical order."""
     start = day - dt.timedelta(days=window_days)
-    return (
+    return canonical_order(
         frame.filter(pl.col("date").is_between(start, day, closed="left") & pl.col(LABEL).is_not_null())
-        .sort(ROW_ORDER, nulls_last=True, maintain_order=True)
     )
 
 

@@ -27,6 +27,7 @@ from ml_assets.core.training.window import (
     HistoryRates,
     add_out_of_day_rates,
     apply_history_rates,
+    canonical_order,
     fit_history_rates,
 )
 
@@ -131,6 +132,7 @@ def train_xgboost(
     if train.height == 0:
         raise ValueError("no training rows: cannot fit a model")
     p = {**DEFAULT_PARAMS, **(params or {})}
+    train, valid = canonical_order(train), canonical_order(valid)
     spec: dict[str, Any] = {
         "family": FAMILY,
         "feature_order": feature_order(use_history_rates),
