@@ -16,14 +16,12 @@ import httpx
 import pytest
 
 from ml_assets.resources.tracking import MLflowTracking
-from ml_assets_tests.production import (
+from ml_assets_tests.production.conftest import (
     PG_HOST,
     PG_PORT,
     PG_USER,
     VENV_BIN,
     free_port,
-    postgres_database,  # noqa: F401  (fixture)
-    s3,  # noqa: F401  (fixture)
 )
 
 

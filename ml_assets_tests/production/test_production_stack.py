@@ -26,15 +26,12 @@ from ml_assets.core.landing import land_days
 from ml_assets.core.storage import make_path
 from ml_assets.definitions import build_definitions
 from ml_assets.resources.executors import build_executor, celery_config
-from ml_assets_tests.production import (
+from ml_assets_tests.production.conftest import (
     PG_HOST,
     PG_PORT,
     PG_USER,
     REPO,
     VENV_BIN,
-    postgres_database,  # noqa: F401  (fixture)
-    redis_db,  # noqa: F401  (fixture)
-    s3,  # noqa: F401  (fixture)
 )
 
 DEPLOY = REPO / "deploy" / "production"

@@ -1,0 +1,131 @@
+"""Fixtures for the production-profile tests: real services.
+
+PostgreSQL, Redis and an S3 endpoint are real: Postgres and Redis must be listening (defaults below,
+overridable with ML_ASSETS_TEST_PG_HOST/PORT/USER and ML_ASSETS_TEST_REDIS_HOST/PORT); S3 is moto's HTTP
+server started on 127.0.0.1. A test is skipped only when a service's port does not answer.
+Every test gets its own Postgres database and Redis database, so runs on one machine do not collide.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+PG_HOST = os.environ.get("ML_ASSETS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("ML_ASSETS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("ML_ASSETS_TEST_PG_USER", "postgres")
+PG_ADMIN_DB = os.environ.get("ML_ASSETS_TEST_PG_DB", "test")
+REDIS_HOST = os.environ.get("ML_ASSETS_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("ML_ASSETS_TEST_REDIS_PORT", "6379"))
+BUCKET = "ml-assets"
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        pytest.skip(f"{name} not reachable at {host}:{port}: {exc}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _admin_connection():
+    import psycopg2
+
+    conn = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB, connect_timeout=5)
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    return conn
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database (dropped afterwards, open connections included)."""
+    require_service("PostgreSQL", PG_HOST, PG_PORT)
+    name = f"ml_assets_test_{uuid.uuid4().hex[:12]}"
+    conn = _admin_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+@dataclass(frozen=True)
+class S3:
+    endpoint: str
+    bucket: str
+    env: dict[str, str]  # what a process needs to reach it
+
+    def keys(self, prefix: str = "") -> set[str]:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint)
+        keys: set[str] = set()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys.update(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+
+@pytest.fixture
+def s3(monkeypatch) -> Iterator[S3]:
+    """A real S3 HTTP endpoint on 127.0.0.1 (moto's server) with a bucket; AWS_* set in this process too."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        import boto3
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()  # no client cached against an earlier endpoint
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        yield S3(endpoint=endpoint, bucket=BUCKET, env=env)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_db() -> Iterator[str]:
+    """A Redis database (1..15) claimed for this test alone, as a URL; its keys are flushed afterwards.
+
+    Celery workers take any task on their queue: two test runs sharing a Redis database would steal each
+    other's steps. The claim is an atomic SET NX with an expiry in the database itself.
+    """
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    token = uuid.uuid4().hex
+    for db in range(1, 16):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5)
+        if client.set("ml_assets_test_claim", token, nx=True, ex=600):
+            break
+        client.close()
+    else:
+        pytest.skip(f"Redis at {REDIS_HOST}:{REDIS_PORT}: databases 1..15 are all claimed by other test runs")
+    try:
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+    finally:
+        client.flushdb()  # our queue, results and the claim
+        client.close()
