@@ -33,10 +33,13 @@ def test_demo_lands_and_materializes_into_the_instance(tmp_path, monkeypatch, ca
     monkeypatch.setenv("ML_ASSETS_HOME", str(tmp_path / "ml"))
     assert cli.main(["demo", "--days", "2"]) == 0
     out = capsys.readouterr().out
-    assert "2013-01-02: run" in out and "dagster dev" in out
+    assert "2013-01-02: run" in out and "make ui" in out
+    assert "ONNX models exported for 1 day(s)" in out
     with dg.DagsterInstance.from_config(str(home)) as instance:
         record = instance.get_latest_materialization_event(dg.AssetKey("flight_features"))
         assert record is not None
         partitions = instance.get_materialized_partitions(dg.AssetKey("data_profile"))
         assert partitions == {"2013-01-01", "2013-01-02"}
+        assert instance.get_materialized_partitions(dg.AssetKey("onnx_model")) == {"2013-01-02"}
     assert (tmp_path / "ml" / "assets" / "flight_features" / "2013-01-02.parquet").exists()
+    assert (tmp_path / "ml" / "models" / "onnx_model" / "2013-01-02" / "model.onnx").exists()

@@ -20,3 +20,11 @@ def frame_hash(frame: pl.DataFrame) -> str:
 
 def bytes_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def files_hash(files: dict[str, bytes]) -> str:
+    """A content hash of a set of named files (a model artifact)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()[:16]

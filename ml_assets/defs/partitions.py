@@ -3,5 +3,3 @@ import dagster as dg
 # The replayed feed covers 2013; the end is exclusive. A live feed would drop ``end_date``.
 daily_partitions = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 
-# A model for day D learns from days before D: the first model day is the second day of data.
-model_partitions = dg.DailyPartitionsDefinition(start_date="2013-01-02", end_date="2014-01-01")

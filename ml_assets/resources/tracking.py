@@ -24,12 +24,16 @@ def git_commit() -> str:
 
 
 class MLflowTracking(dg.ConfigurableResource):
-    tracking_uri: str = Field(description="sqlite:///path/mlflow.db locally, http(s)://server in production")
+    tracking_uri: str = Field("", description="sqlite:///path/mlflow.db locally, http(s)://server in production")
     artifact_location: str | None = Field(None, description="where new experiments keep artifacts")
     experiment: str = "ml_assets"
     ui_url: str = Field("http://127.0.0.1:5000", description="MLflow UI base URL, for links in Dagster")
 
     def _client(self):
+        if not self.tracking_uri:
+            raise ValueError("no MLflow tracking URI configured: set MLFLOW_TRACKING_URI (e.g. http://mlflow:5000)")
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)

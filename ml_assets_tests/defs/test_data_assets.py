@@ -8,7 +8,7 @@ import pytest
 
 from ml_assets.core import landing
 from ml_assets.core.storage import write_parquet
-from ml_assets.definitions import ASSETS, build_resources
+from ml_assets.definitions import DATA_ASSETS as ASSETS, build_resources
 
 DAY = "2013-01-02"
 

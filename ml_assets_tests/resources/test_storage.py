@@ -9,7 +9,7 @@ import pytest
 
 from ml_assets.core.landing import land_days, latest_file
 from ml_assets.core.storage import make_path, write_parquet
-from ml_assets.definitions import ASSETS, build_resources
+from ml_assets.definitions import DATA_ASSETS as ASSETS, build_resources
 from ml_assets.resources.storage import PolarsParquetIOManager
 
 partitions = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2013-01-10")

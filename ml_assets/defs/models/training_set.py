@@ -8,7 +8,7 @@ from ml_assets.core.profile import label_rate
 from ml_assets.core.training.window import split_window
 from ml_assets.core.versioning import frame_hash
 from ml_assets.defs.metadata import frame_metadata
-from ml_assets.defs.partitions import model_partitions
+from ml_assets.defs.partitions import daily_partitions
 
 DEFAULT_WINDOW_DAYS = 28
 VALIDATION_DAYS = 3
@@ -19,7 +19,7 @@ def build_training_set(window_days: int = DEFAULT_WINDOW_DAYS) -> dg.AssetsDefin
     """The window is part of the graph (its partition mapping), so it is fixed when Definitions are built."""
 
     @dg.asset(
-        name="training_set", partitions_def=model_partitions, group_name="models", kinds={"polars"},
+        name="training_set", partitions_def=daily_partitions, group_name="models", kinds={"polars"},
         code_version=f"{TRAINING_CODE_VERSION}-w{window_days}",
         # One range read of the window (the IO manager concatenates it), not W loads.
         ins={"flight_features": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(
