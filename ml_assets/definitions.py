@@ -12,6 +12,7 @@ import os
 import dagster as dg
 
 from ml_assets import settings
+from ml_assets.defs.automation import SENSORS
 from ml_assets.defs.data.assets import flight_features, planes, raw_flights, raw_weather
 from ml_assets.defs.data.profile import DataQualitySettings, data_profile
 from ml_assets.defs.models.candidates import torch_model, xgboost_model
@@ -63,7 +64,7 @@ def build_definitions(home: str | None = None, env: str | None = None,
     env = env or settings.environment()
     window = window_days or int(os.environ.get("ML_ASSETS_WINDOW_DAYS", DEFAULT_WINDOW_DAYS))
     return dg.Definitions(assets=build_assets(window), resources=build_resources(home, env),
-                          executor=build_executor(env))
+                          executor=build_executor(env), sensors=SENSORS)
 
 
 defs = build_definitions()
