@@ -71,6 +71,98 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if exported and exported[-1] == end else 1
 
 
+def _champion_now(root):
+    from ml_assets.core import champion as C
+
+    now = C.current(C.read_history(root))
+    if now is None:
+        raise SystemExit(f"no champion yet under {root}: run `ml-assets demo` (or let automation promote one)")
+    return now
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ml_assets.core.storage import make_path
+    from ml_assets.defs.deployment.predictions import PREDICTION_LOG_DIR
+    from ml_assets.serving.app import serve
+
+    root = make_path(settings.home())
+    bundle = args.bundle or str(root / _champion_now(root)["bundle"])
+    log_dir = args.log_dir or str(root / PREDICTION_LOG_DIR)
+    print(f"serving {bundle} on http://{args.host}:{args.port} (POST /predict, GET /health, GET /model); "
+          f"predictions logged under {log_dir}")
+    serve(bundle, log_dir, host=args.host, port=args.port)
+    return 0
+
+
+def _newest_landed(root) -> dt.date | None:
+    from ml_assets.core.landing import landed_days
+
+    days = landed_days(root, "flights")
+    return max(days) if days else None
+
+
+def _set_alias(now: dict) -> str:
+    from ml_assets.definitions import build_resources
+    from ml_assets.defs.deployment.bundle import MODEL_LINES
+
+    try:
+        version = build_resources()["mlflow"].set_champion(now["model_line"], now["version"], MODEL_LINES)
+        return f"MLflow alias champion -> {now['model_line']} registry version {version}"
+    except Exception as exc:  # the history moved: say loudly that the registry did not follow
+        return f"WARNING: MLflow alias NOT moved ({type(exc).__name__}: {exc}); rerun when MLflow is reachable"
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from ml_assets.core import champion as C
+    from ml_assets.core.storage import make_path
+
+    root = make_path(settings.home())
+    before = _champion_now(root)
+    try:
+        target = C.rollback_target(C.read_history(root), args.line, args.to)
+    except C.RollbackError as exc:
+        print(f"rollback refused: {exc}", file=sys.stderr)
+        return 2
+    day = _newest_landed(root) or parse_day(before["day"])
+    event = C.rollback(root, target, day, reason=args.reason)
+    print(f"champion {before['model_line']} {before['version']} -> {event['model_line']} {event['version']} "
+          f"(effective from data day {event['day']})")
+    print(_set_alias(event))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ml_assets.core import champion as C
+    from ml_assets.core.bundle import BundleIntegrityError, load_bundle
+    from ml_assets.core.storage import make_path
+
+    root = make_path(settings.home())
+    newest = _newest_landed(root)
+    print(f"storage       {root}")
+    print(f"newest landed {newest or 'nothing landed yet'}")
+    now = C.current(C.read_history(root))
+    if now is None:
+        print("champion      none yet")
+        return 0
+    promoted_at = dt.datetime.fromisoformat(now["at"])
+    age = dt.datetime.now(dt.timezone.utc) - promoted_at
+    lag = (newest - parse_day(now["day"])).days if newest else None
+    print(f"champion      {now['model_line']} {now['version']} ({now['action']} at {now['at']}, "
+          f"{age.total_seconds() / 3600:.1f} h ago; data day {now['day']}, {lag} day(s) behind the newest landing)")
+    try:
+        bundle = load_bundle(root / now["bundle"])
+    except BundleIntegrityError as exc:
+        print(f"bundle        BROKEN: {exc}")
+        return 1
+    overall, latency = bundle.metrics.get("overall", {}), bundle.metrics.get("latency", {})
+    print(f"bundle        {bundle.path} (MANIFEST verified)")
+    print("metrics       " + ", ".join(f"{k} {overall[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier",
+                                                                         "ece") if overall.get(k) is not None)
+          + f"; p95 single-row {latency.get('single_row_p95_ms', float('nan')):.2f} ms; "
+          f"{bundle.metrics.get('size_bytes', 0)} bytes")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +181,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=10, help="number of days to land and process (default 10)")
     demo.add_argument("--start", type=_day, default=FIRST_DAY, help="first day (default 2013-01-01)")
     demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve the champion bundle over HTTP (FastAPI + onnxruntime)",
+                           description="Load the champion bundle (or --bundle), verify its MANIFEST and answer "
+                                       "POST /predict, GET /health, GET /model. Binds 127.0.0.1 unless --host.")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
+    serve.add_argument("--bundle", help="a bundle folder (default: the champion's)")
+    serve.add_argument("--log-dir", help="prediction log folder (default $ML_ASSETS_HOME/predictions)")
+    serve.set_defaults(func=cmd_serve)
+
+    rollback = sub.add_parser("rollback", help="move the champion back (to the previous one by default)",
+                              description="Point the champion (history and MLflow alias) back to the champion it "
+                                          "replaced, or to --to VERSION; batch predictions use it from the "
+                                          "newest landed day on.")
+    rollback.add_argument("--to", help="an earlier champion version, e.g. 1.3.0")
+    rollback.add_argument("--line", help="model line of --to when several lines have that version")
+    rollback.add_argument("--reason", default="manual rollback (ml-assets rollback)")
+    rollback.set_defaults(func=cmd_rollback)
+
+    status = sub.add_parser("status", help="champion, its version, age and metrics; newest landed day",
+                            description="Print the champion (model line, version, when and on which data day it "
+                                        "was promoted), its verified bundle metrics, and the newest landed day.")
+    status.set_defaults(func=cmd_status)
     return parser
 
 

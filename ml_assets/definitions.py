@@ -12,9 +12,13 @@ import os
 import dagster as dg
 
 from ml_assets import settings
-from ml_assets.defs.automation import SENSORS
+from ml_assets.defs.automation import SCHEDULES, SENSORS, automated
 from ml_assets.defs.data.assets import flight_features, planes, raw_flights, raw_weather
 from ml_assets.defs.data.profile import DataQualitySettings, data_profile
+from ml_assets.defs.deployment.bundle import PromotionSettings, deployment_bundle
+from ml_assets.defs.deployment.champion import champion
+from ml_assets.defs.deployment.predictions import batch_predictions, live_performance
+from ml_assets.defs.deployment.sensors import retrain_on_degradation
 from ml_assets.defs.models.candidates import torch_model, xgboost_model
 from ml_assets.defs.models.evaluation import EvaluationSettings, model_evaluation, onnx_model
 from ml_assets.defs.models.training_set import DEFAULT_WINDOW_DAYS, build_training_set
@@ -24,10 +28,13 @@ from ml_assets.resources.storage import PolarsParquetIOManager, StorageRoot
 from ml_assets.resources.tracking import MLflowTracking
 
 DATA_ASSETS = [raw_flights, raw_weather, planes, flight_features, data_profile]
+DEPLOYMENT_ASSETS = [deployment_bundle, champion, batch_predictions, live_performance]
 
 
+@automated  # automation conditions, freshness policies and automation checks: defs/automation/conditions.py
 def build_assets(window_days: int = DEFAULT_WINDOW_DAYS) -> list:
-    return [*DATA_ASSETS, build_training_set(window_days), xgboost_model, torch_model, model_evaluation, onnx_model]
+    return [*DATA_ASSETS, build_training_set(window_days), xgboost_model, torch_model, model_evaluation, onnx_model,
+            *DEPLOYMENT_ASSETS]
 
 
 ASSETS = build_assets()
@@ -56,6 +63,7 @@ def build_resources(home: str | None = None, env: str | None = None) -> dict:
         "mlflow": _tracking(root, env),
         "data_quality": DataQualitySettings(),
         "evaluation_settings": EvaluationSettings(),
+        "promotion_settings": PromotionSettings(),
     }
 
 
@@ -64,7 +72,8 @@ def build_definitions(home: str | None = None, env: str | None = None,
     env = env or settings.environment()
     window = window_days or int(os.environ.get("ML_ASSETS_WINDOW_DAYS", DEFAULT_WINDOW_DAYS))
     return dg.Definitions(assets=build_assets(window), resources=build_resources(home, env),
-                          executor=build_executor(env), sensors=SENSORS)
+                          executor=build_executor(env), sensors=[*SENSORS, retrain_on_degradation],
+                          schedules=SCHEDULES)
 
 
 defs = build_definitions()

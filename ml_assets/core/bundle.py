@@ -98,9 +98,13 @@ def _as_path(path: UPath | str | os.PathLike) -> UPath:
     return path if isinstance(path, UPath) else UPath(os.fspath(path))
 
 
-def bundle_path(root: UPath | str | os.PathLike, version: str) -> UPath:
+def bundle_path(root: UPath | str | os.PathLike, line: str, version: str) -> UPath:
+    """``<root>/bundles/<model line>/<version>``: each model line numbers its own versions, so two families
+    can both have a 1.0.0 without sharing a folder."""
     parse_version(version)
-    return _as_path(root) / BUNDLES_DIR / version
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", line):
+        raise ValueError(f"invalid model line {line!r}")
+    return _as_path(root) / BUNDLES_DIR / line / version
 
 
 # ---------------------------------------------------------------- contents
@@ -136,7 +140,7 @@ def features_spec(model_bytes: bytes, model_spec: dict[str, Any], version: str,
         "format_version": FORMAT_VERSION,
         "version": version,
         "family": family,
-        "model_line": model_line(family) if family else None,
+        "model_line": model_line(family),
         "feature_code_version": feature_code_version,
         "inputs": inputs,
         "output": next(o for o in outputs if o["name"] == OUTPUT),
@@ -324,12 +328,12 @@ def write_bundle(
     lineage: dict[str, Any],
     feature_code_version: str = FEATURE_CODE_VERSION,
 ) -> UPath:
-    """Write ``<root>/bundles/<version>/`` atomically and return its path.
+    """Write ``<root>/bundles/<model line>/<version>/`` atomically and return its path.
 
     Idempotent for identical content; a different bundle under an existing version raises ``BundleExistsError``.
     """
-    target = bundle_path(root, version)
     files = build_bundle_files(version, model_bytes, model_spec, metrics, lineage, feature_code_version)
+    target = bundle_path(root, json.loads(files[FEATURES_FILE])["model_line"], version)
     existing = _existing_manifest(target)
     if existing is not None:
         if existing == files[MANIFEST_FILE]:
@@ -484,9 +488,9 @@ def load_bundle(path: UPath | str | os.PathLike) -> Bundle:
                   metrics=metrics, lineage=lineage, model_card=card, manifest=manifest)
 
 
-def list_bundles(root: UPath | str | os.PathLike) -> list[str]:
-    """Complete (MANIFEST present) bundle versions under ``<root>/bundles``, lowest first."""
-    base = _as_path(root) / BUNDLES_DIR
+def list_bundles(root: UPath | str | os.PathLike, line: str) -> list[str]:
+    """Complete (MANIFEST present) bundle versions of a model line, lowest first."""
+    base = _as_path(root) / BUNDLES_DIR / line
     if not base.exists():
         return []
     found = []

@@ -14,6 +14,9 @@ import dagster as dg
 from pydantic import Field
 
 
+CHAMPION_ALIAS = "champion"
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -68,3 +71,59 @@ class MLflowTracking(dg.ConfigurableResource):
                     for name, data in artifacts.items():
                         (Path(tmp) / name).write_bytes(data)
                     mlflow.log_artifacts(tmp, artifact_path="evaluation")
+
+    # ------------------------------------------------------------------ model registry
+
+    def register_bundle(self, model_line: str, version: str, bundle_files: dict[str, bytes], run_id: str,
+                        tags: dict[str, str]) -> str:
+        """Log the bundle into the candidate's run and register it as a version of its model line.
+
+        Registry versions are MLflow's own counters; the bundle's semantic version is the ``semver`` tag.
+        Registering the same semantic version again returns the existing registry version."""
+        mlflow = self._client()
+        client = mlflow.MlflowClient()
+        try:
+            client.get_registered_model(model_line)
+        except mlflow.exceptions.MlflowException:
+            client.create_registered_model(model_line, description=f"flight delay model line {model_line}")
+        existing = client.search_model_versions(f"name='{model_line}' and tag.semver='{version}'")
+        if existing:
+            return existing[0].version
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in bundle_files.items():
+                (Path(tmp) / name).write_bytes(data)
+            client.log_artifacts(run_id, tmp, artifact_path=f"bundle/{version}")
+        source = f"{client.get_run(run_id).info.artifact_uri}/bundle/{version}"
+        registered = client.create_model_version(model_line, source, run_id=run_id,
+                                                 tags={**tags, "semver": version},
+                                                 description=f"bundle {version}")
+        return registered.version
+
+    def set_champion(self, model_line: str, semver: str, other_lines: list[str]) -> str:
+        """Point alias ``champion`` at ``semver`` of ``model_line``; no other line keeps the alias."""
+        mlflow = self._client()
+        client = mlflow.MlflowClient()
+        found = client.search_model_versions(f"name='{model_line}' and tag.semver='{semver}'")
+        if not found:
+            raise LookupError(f"{model_line} {semver} is not registered in MLflow at {self.tracking_uri}")
+        client.set_registered_model_alias(model_line, CHAMPION_ALIAS, found[0].version)
+        for line in other_lines:
+            if line != model_line:
+                try:
+                    client.delete_registered_model_alias(line, CHAMPION_ALIAS)
+                except mlflow.exceptions.MlflowException:
+                    pass  # that line never held the alias (or does not exist yet)
+        return found[0].version
+
+    def champion_alias(self, lines: list[str]) -> list[tuple[str, str, str]]:
+        """(model line, registry version, semver) for every line whose alias ``champion`` is set."""
+        mlflow = self._client()
+        client = mlflow.MlflowClient()
+        holders = []
+        for line in lines:
+            try:
+                mv = client.get_model_version_by_alias(line, CHAMPION_ALIAS)
+            except mlflow.exceptions.MlflowException:
+                continue
+            holders.append((line, mv.version, mv.tags.get("semver", "?")))
+        return holders

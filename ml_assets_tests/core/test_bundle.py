@@ -13,6 +13,7 @@ from ml_assets.core.features import FEATURE_CODE_VERSION, FEATURES
 
 DAY = dt.date(2013, 1, 10)
 VERSION = "1.2.0"
+LINE = "flight_delay_xgboost"
 
 METRICS = {
     "overall": {"rows": 900, "roc_auc": 0.71, "pr_auc": 0.42, "log_loss": 0.48, "brier": 0.15,
@@ -49,7 +50,7 @@ def written(tmp_path, tiny_model):
 
 
 def test_bundle_layout_and_contents(written, tiny_model, tmp_path):
-    assert written == UPath(str(tmp_path / "home" / "bundles" / VERSION))
+    assert written == UPath(str(tmp_path / "home" / "bundles" / LINE / VERSION))
     assert sorted(p.name for p in written.iterdir()) == sorted([*B.BUNDLE_FILES, B.MANIFEST_FILE])
     bundle = B.load_bundle(written)
     assert bundle.version == VERSION and bundle.model_bytes == tiny_model[0]
@@ -159,29 +160,29 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(B.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         B.write_bundle(tmp_path, VERSION, model_bytes, spec, METRICS, LINEAGE)
-    assert list((tmp_path / "bundles").iterdir()) == []  # neither the version nor a temp folder
+    assert list((tmp_path / "bundles" / LINE).iterdir()) == []  # neither the version nor a temp folder
 
 
 def test_versions_are_immutable(written, tiny_model):
     model_bytes, spec = tiny_model
-    root = written.parent.parent
+    root = written.parent.parent.parent
     # Identical content: a no-op returning the same folder.
     assert B.write_bundle(root, VERSION, model_bytes, spec, METRICS, LINEAGE) == written
     with pytest.raises(B.BundleExistsError, match="immutable"):
         B.write_bundle(root, VERSION, model_bytes, spec, METRICS, {**LINEAGE, "mlflow_run_id": "other"})
     assert B.load_bundle(written).lineage["mlflow_run_id"] == "run-1"
-    assert B.list_bundles(root) == [VERSION]
+    assert B.list_bundles(root, LINE) == [VERSION]
 
 
 def test_partial_local_folder_is_replaced(tmp_path, tiny_model):
     model_bytes, spec = tiny_model
-    partial = tmp_path / "bundles" / VERSION
+    partial = tmp_path / "bundles" / LINE / VERSION
     partial.mkdir(parents=True)
     (partial / "model.onnx").write_bytes(b"half")
     (partial / "junk").write_bytes(b"x")
     path = B.write_bundle(tmp_path, VERSION, model_bytes, spec, METRICS, LINEAGE)
     assert B.load_bundle(path).model_bytes == model_bytes
-    assert [p.name for p in (tmp_path / "bundles").iterdir()] == [VERSION]
+    assert [p.name for p in (tmp_path / "bundles" / LINE).iterdir()] == [VERSION]
 
 
 def test_object_store_writes_manifest_last_and_verifies(tiny_model):

@@ -11,8 +11,8 @@ from pydantic import Field
 
 from ml_assets.core.features import FEATURE_CODE_VERSION, LABEL
 from ml_assets.core.versioning import files_hash, frame_hash
-from ml_assets.defs.partitions import daily_partitions
-from ml_assets.resources.tracking import MLflowTracking
+from ml_assets.defs.partitions import daily_check_spec, daily_partitions
+from ml_assets.resources.tracking import MLflowTracking, git_commit
 
 MODEL_CODE_VERSION = {"xgboost": "xgboost-v1", "mlp": "mlp-v1"}
 LINEAGE_FILE = "lineage.json"
@@ -29,28 +29,31 @@ class CandidateConfig(dg.Config):
     params: dict = Field(default_factory=dict, description="hyperparameters over the family's defaults")
     tune_trials: int = Field(0, description="optuna trials (xgboost); 0 = no tuning")
     tune_seconds: float = Field(120.0, description="optuna time budget (xgboost)")
+    track_energy: bool = Field(True, description="estimate training energy/carbon with codecarbon (offline)")
 
 
 def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(f"behavior_{name}", asset=asset, description=text, blocking=(name == "edge_inputs"))
+    return [daily_check_spec(f"behavior_{name}", asset=asset, description=text, blocking=(name == "edge_inputs"))
             for name, text in BEHAVIOR_CHECKS.items()]
 
 
 def _train_candidate(context: dg.AssetExecutionContext, family: str, training_set: pl.DataFrame,
                      config: CandidateConfig, mlflow: MLflowTracking):
     from ml_assets.core import behavior
+    from ml_assets.core.energy import energy_estimate
     from ml_assets.core.evaluation import classification_metrics
     from ml_assets.core.training import families
 
     train = training_set.filter(pl.col("split") == "train").drop("split")
     valid = training_set.filter(pl.col("split") == "valid").drop("split")
     params = dict(config.params)
-    if family == "xgboost" and config.tune_trials > 0:
-        from ml_assets.core.training.tuning import tune_xgboost
+    with energy_estimate(config.track_energy) as energy:
+        if family == "xgboost" and config.tune_trials > 0:
+            from ml_assets.core.training.tuning import tune_xgboost
 
-        params = tune_xgboost(train, valid, n_trials=config.tune_trials, timeout_seconds=config.tune_seconds,
-                              seed=config.seed)
-    model = families.train(family, train, valid, params or None, seed=config.seed)
+            params = tune_xgboost(train, valid, n_trials=config.tune_trials, timeout_seconds=config.tune_seconds,
+                                  seed=config.seed)
+        model = families.train(family, train, valid, params or None, seed=config.seed)
     files = families.save(model)
     p_valid = families.predict(model, valid)
     metrics = {f"valid_{k}": v for k, v in classification_metrics(
@@ -61,10 +64,11 @@ def _train_candidate(context: dg.AssetExecutionContext, family: str, training_se
         "family": family, "partition": context.partition_key, "training_data_version": data_version,
         "date_span": [str(days.min()), str(days.max())], "train_rows": train.height, "valid_rows": valid.height,
         "feature_code_version": FEATURE_CODE_VERSION, "model_code_version": MODEL_CODE_VERSION[family],
+        "params": model.spec["params"], "seed": config.seed, "git_commit": git_commit(), "training_energy": energy,
     }
     run_id, url = mlflow.log_run(
         run_name=f"{family}-{context.partition_key}", params={**model.spec["params"], "seed": config.seed},
-        metrics=metrics, tags={k: str(v) for k, v in lineage.items()}, artifacts=files)
+        metrics=metrics, tags={k: str(v) for k, v in lineage.items() if not isinstance(v, dict)}, artifacts=files)
     files[LINEAGE_FILE] = json.dumps({**lineage, "mlflow_run_id": run_id}, indent=1).encode()
     yield dg.Output(files, data_version=dg.DataVersion(files_hash(files)),
                     metadata={

@@ -1,5 +1,6 @@
 """model_evaluation and onnx_model: judge every candidate on the same holdout (day D, never seen in
 training), pick the best, export it to ONNX and prove the export gives the same answers."""
+import datetime as dt
 import json
 
 import dagster as dg
@@ -12,7 +13,8 @@ from ml_assets.core.features import LABEL
 from ml_assets.core.versioning import files_hash, frame_hash
 from ml_assets.defs.metadata import markdown_table, png_markdown
 from ml_assets.defs.models.candidates import LINEAGE_FILE
-from ml_assets.defs.partitions import daily_partitions
+from ml_assets.defs.partitions import daily_check_spec, daily_partitions
+from ml_assets.resources.storage import StorageRoot
 from ml_assets.resources.tracking import MLflowTracking
 
 CANDIDATES = {"xgboost_model": "xgboost", "torch_model": "mlp"}
@@ -37,18 +39,40 @@ def _baseline_auc(holdout: pl.DataFrame) -> float:
     return roc_auc(labelled[LABEL].cast(pl.Int8).to_numpy(), labelled["sched_dep_minutes"].to_numpy())
 
 
+def _champion_row(storage: StorageRoot, day, holdout: pl.DataFrame, baseline: float) -> dict | None:
+    """The champion in effect the evening before ``day``, scored through its bundle on the same holdout."""
+    from ml_assets.core import champion as C
+    from ml_assets.core import evaluation as E
+    from ml_assets.core.bundle import load_bundle
+
+    root = storage.path()
+    serving = C.as_of(C.read_history(root), day - dt.timedelta(days=1))
+    if serving is None:
+        return None
+    bundle = load_bundle(root / serving["bundle"])
+    session = bundle.session()
+    result = E.evaluate(holdout, bundle.score(holdout, session), bundle.threshold)
+    latency = E.measure_latency(lambda f: bundle.score(f, session), holdout, single_rows=20, batch_repeats=2)
+    return {"candidate": "champion", "family": bundle.family, "date": day, **result["overall"], **latency,
+            "size_bytes": len(bundle.model_bytes), "baseline_auc": baseline,
+            "flagged_slices": ", ".join(result["flagged_slices"]), "mlflow_run_id": bundle.lineage.get("mlflow_run_id"),
+            "model_version": f"{serving['model_line']}/{bundle.version}"}
+
+
 @dg.asset(
-    partitions_def=daily_partitions, group_name="models", kinds={"mlflow"}, code_version="evaluation-v1",
+    partitions_def=daily_partitions, group_name="models", kinds={"mlflow"}, code_version="evaluation-v2",
     ins={"xgboost_model": dg.AssetIn(input_manager_key="model_io_manager"),
          "torch_model": dg.AssetIn(input_manager_key="model_io_manager")},
-    check_specs=[dg.AssetCheckSpec("model_sanity", asset="model_evaluation", blocking=True,
-                                   description="the chosen candidate beats the AUC floor and a departure-time baseline")],
+    check_specs=[daily_check_spec("model_sanity", asset="model_evaluation", blocking=True,
+                                  description="the chosen candidate beats the AUC floor and a departure-time baseline")],
     description="Every candidate scored on day D's labelled rows: AUC, PR-AUC, log loss, Brier, calibration, "
                 "precision/recall/F1 at the validation-chosen threshold, per slice; latency and size. "
-                "One row per candidate; `chosen` marks the best.",
+                "One row per candidate, `chosen` marks the best; plus the champion in effect the evening before "
+                "(scored through its bundle on the same rows) when there is one.",
 )
 def model_evaluation(context: dg.AssetExecutionContext, xgboost_model: dict, torch_model: dict,
-                     flight_features: pl.DataFrame, mlflow: MLflowTracking, evaluation_settings: EvaluationSettings):
+                     flight_features: pl.DataFrame, mlflow: MLflowTracking, evaluation_settings: EvaluationSettings,
+                     storage: StorageRoot):
     from ml_assets.core import evaluation as E
     from ml_assets.core.training import families
 
@@ -75,6 +99,9 @@ def model_evaluation(context: dg.AssetExecutionContext, xgboost_model: dict, tor
     table = pl.DataFrame(rows).with_columns(chosen=pl.col("roc_auc") == pl.col("roc_auc").max())
     # Ties go to the first candidate only.
     table = table.with_columns(chosen=pl.col("chosen") & (pl.col("chosen").cum_sum() == 1))
+    champion_row = _champion_row(storage, day, holdout, baseline)
+    if champion_row is not None:  # for comparison on the same rows; the promotion gate decides, not this table
+        table = pl.concat([table, pl.DataFrame([{**champion_row, "chosen": False}])], how="diagonal_relaxed")
     best = table.filter("chosen").row(0, named=True)
     shown = ["candidate", "rows", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1",
              "threshold", "single_row_p50_ms", "batch_ms", "size_bytes", "baseline_auc", "chosen"]
@@ -98,8 +125,8 @@ def model_evaluation(context: dg.AssetExecutionContext, xgboost_model: dict, tor
     io_manager_key="model_io_manager",
     ins={"xgboost_model": dg.AssetIn(input_manager_key="model_io_manager"),
          "torch_model": dg.AssetIn(input_manager_key="model_io_manager")},
-    check_specs=[dg.AssetCheckSpec("onnx_parity", asset="onnx_model", blocking=True,
-                                   description="onnxruntime vs the native model on the holdout rows")],
+    check_specs=[daily_check_spec("onnx_parity", asset="onnx_model", blocking=True,
+                                  description="onnxruntime vs the native model on the holdout rows")],
     description="The chosen candidate as ONNX: raw feature columns in (strings stay strings, encoding and "
                 "history-rate lookups inside the graph), p_late out. Files: model.onnx, model_spec.json, lineage.json.",
 )

@@ -1,0 +1,1 @@
+"""Deployment: bundles, the champion, batch predictions and live performance."""
