@@ -111,3 +111,45 @@ def test_runs_go_to_postgres_and_artifacts_to_s3(mlflow_server, postgres_databas
         cur.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = %s ORDER BY key", (run_id,))
         assert cur.fetchall() == [("auc", 0.64), ("holdout_auc", 0.63), ("log_loss", 0.48)]
     conn.close()
+
+
+@pytest.mark.timeout(300)
+def test_a_day_through_deployment_on_s3_and_the_mlflow_server(mlflow_server, s3, monkeypatch):
+    """The production profile's storage and tracking, end to end through deployment: assets, bundle and
+    champion history on S3; the run, the registered bundle and the ``champion`` alias on the server."""
+    import datetime as dt
+
+    import dagster as dg
+    import mlflow
+
+    from ml_assets.core import champion as C
+    from ml_assets.core import landing
+    from ml_assets.core.bundle import load_bundle
+    from ml_assets.core.storage import make_path
+    from ml_assets.definitions import DATA_ASSETS, build_assets, build_resources
+    from ml_assets_tests.defs.test_deployment import MODEL_AND_DEPLOYMENT, SMALL
+
+    home = f"s3://{s3.bucket}/home"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    resources = build_resources(home, "production")
+    landing.land_days(make_path(home), dt.date(2013, 1, 1), dt.date(2013, 1, 4))
+    instance = dg.DagsterInstance.ephemeral()
+    for day in ("2013-01-01", "2013-01-02", "2013-01-03"):
+        assert dg.materialize(DATA_ASSETS, partition_key=day, resources=resources, instance=instance).success
+    previous_uri = mlflow.get_tracking_uri()
+    try:
+        result = dg.materialize([*build_assets(window_days=3)], partition_key="2013-01-04", resources=resources,
+                                instance=instance, run_config=SMALL,
+                                selection=["raw_flights", "raw_weather", "flight_features", "data_profile",
+                                           *MODEL_AND_DEPLOYMENT])
+        assert result.success
+        now = C.current(C.read_history(make_path(home)))
+        bundle = load_bundle(make_path(home) / now["bundle"])  # read back from S3, MANIFEST verified
+        alias = mlflow.MlflowClient(mlflow_server).get_model_version_by_alias(now["model_line"], "champion")
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+    keys = s3.keys("home/")
+    assert {f"home/{now['bundle']}/{name}" for name in ("model.onnx", "features.json", "metrics.json",
+                                                        "lineage.json", "model_card.md", "MANIFEST")} <= keys
+    assert "home/champion/history.json" in keys and "home/assets/batch_predictions/2013-01-04.parquet" in keys
+    assert alias.tags["semver"] == bundle.version and alias.source.startswith(f"s3://{s3.bucket}/mlflow/")
