@@ -67,6 +67,10 @@ def _online_lines(root, day: dt.date) -> list[str]:
     return lines
 
 
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _trend(root, day: dt.date, today: pl.DataFrame) -> pl.DataFrame:
     """Live AUC of the previous days (their stored partitions) and today's."""
     from ml_assets.core.storage import read_parquet
@@ -109,12 +113,12 @@ def live_performance(context: dg.AssetExecutionContext, batch_predictions: pl.Da
         reports[source] = result
     table = pl.DataFrame(rows).with_columns(pl.col("date").cast(pl.Date))
     trend = _trend(root, day, table).filter(pl.col("source") == "batch").sort("date")
-    batch_auc = float(table.filter(pl.col("source") == "batch")["roc_auc"][0] or float("nan"))
+    batch_auc = _number(table.filter(pl.col("source") == "batch")["roc_auc"][0])
 
     serving = C.as_of(C.read_history(root), day - dt.timedelta(days=1))
     evaluation_auc = float("nan")
     if serving is not None:
-        evaluation_auc = float(load_bundle(root / serving["bundle"]).metrics["overall"]["roc_auc"] or float("nan"))
+        evaluation_auc = _number(load_bundle(root / serving["bundle"]).metrics["overall"].get("roc_auc"))
     drop = live.auc_drop(batch_auc, evaluation_auc, promotion_settings.live_auc_tolerance)
     slices = pl.DataFrame(reports["batch"]["slices"]) if reports["batch"]["slices"] else pl.DataFrame()
     metadata = {

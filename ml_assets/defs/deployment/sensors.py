@@ -49,7 +49,9 @@ def retrain_on_degradation(context: dg.SensorEvaluationContext):
         return dg.SkipReason("failures seen but no flight_features to train on yet")
     requests = []
     for failure in failures:
-        reason = f"{failure.key.asset_key.to_user_string()}.{failure.key.name} failed on {failure.partition}"
+        run = context.instance.get_run_by_id(failure.run_id)
+        partition = failure.partition or (run.tags.get("dagster/partition") if run else None)
+        reason = f"{failure.key.asset_key.to_user_string()}.{failure.key.name} failed on {partition}"
         requests.append(dg.RunRequest(run_key=f"retrain-{failure.id}", partition_key=day,
                                       tags={REASON_TAG: reason}))
     # Several failures at once need one retrain of the newest day, not one each.
