@@ -13,7 +13,8 @@
   request id, UTC timestamp, model version, the raw record, its features and ``p_late``; appended with a
   single write per request and flushed before the response is sent.
 
-Run: ``python -m ml_assets.serving.app --bundle .ml_assets/bundles/1.0.0 --log-dir .ml_assets/predictions``
+Run: ``ml-assets serve`` (the champion), or ``python -m ml_assets.serving.app --bundle
+.ml_assets/bundles/flight_delay_xgboost/1.0.0 --log-dir .ml_assets/predictions``
 (binds 127.0.0.1:8000 by default).
 """
 from __future__ import annotations
@@ -322,7 +323,7 @@ def serve(bundle_path: str | os.PathLike, log_dir: str | os.PathLike, host: str 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ml_assets.serving.app", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", required=True, help="bundle folder, e.g. .ml_assets/bundles/1.0.0")
+    parser.add_argument("--bundle", required=True, help="bundle folder, e.g. .ml_assets/bundles/flight_delay_xgboost/1.0.0")
     parser.add_argument("--log-dir", required=True, help="folder for predictions-YYYY-MM-DD.jsonl")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
