@@ -190,3 +190,47 @@ def test_status_and_rollback_round_trip_move_the_mlflow_alias(three_days, monkey
     again = C.current(C.read_history(home))
     assert (again["model_line"], again["version"]) == (newest["model_line"], newest["version"])
     assert cli.main(["rollback", "--to", "99.0.0"]) == 2
+
+
+def test_ml_assets_serve_answers_from_the_champion(three_days, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    root = three_days[0]
+    now = C.current(C.read_history(make_path(str(root))))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(sys.executable).parent / "ml-assets"
+    log = open(tmp_path / "serve.out", "wb")
+    proc = subprocess.Popen([str(script), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "ML_ASSETS_HOME": str(root)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.out").read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.out").read_text()
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/model", timeout=5).json()["version"] == now["version"]
+        record = {"year": 2013, "month": 1, "day": 7, "sched_dep_time": 1830, "sched_arr_time": 2130,
+                  "carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH", "distance": 1400}
+        answer = httpx.post(f"{url}/predict", json=record, timeout=10)
+        assert answer.status_code == 200 and 0.0 <= answer.json()["predictions"][0]["p_late"] <= 1.0
+        assert httpx.post(f"{url}/predict", json={**record, "month": 13}, timeout=10).status_code == 422
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    assert list((root / "predictions").glob("predictions-*.jsonl"))
