@@ -6,7 +6,7 @@ export ML_ASSETS_HOME ?= $(CURDIR)/.ml_assets
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DAYS ?= 10
 
-.PHONY: install demo test ui clean
+.PHONY: install chromium demo test ui clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Headless Chromium for the UI test (ml_assets_tests/ui): Debian's package, installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null || echo sudo)
+chromium:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -23,7 +28,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ml-assets demo --days $(DAYS)
 
-test: install
+test: install chromium
 	$(BIN)/pytest
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
