@@ -44,6 +44,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "reg_lambda": 1.0,
     "max_bin": 256,
     "early_stopping_rounds": 20,
+    # After early stopping picks the number of trees, refit on the whole window: the validation days are the
+    # most recent ones, the most telling about tomorrow, and leaving them out costs more than it saves.
+    "refit_on_window": True,
 }
 
 
@@ -164,10 +167,26 @@ def train_xgboost(
     booster.set_attr(best_iteration=None, best_score=None)
     spec["n_trees"] = booster.num_boosted_rounds()
     model = XGBoostModel(booster=booster, spec=spec)
+    # The threshold comes from predictions on days the model did not see, so it is chosen before any refit.
     spec["threshold"] = (
         best_f1_threshold(_labels(valid), predict_xgboost(model, valid)) if valid.height else 0.5
     )
+    if p.get("refit_on_window") and valid.height:
+        model = _refit(pl.concat([train, valid], how="vertical_relaxed"), spec, p, seed, nthread, use_history_rates)
     return model
+
+
+def _refit(window: pl.DataFrame, spec: dict[str, Any], p: dict[str, Any], seed: int, nthread: int,
+           use_history_rates: bool) -> XGBoostModel:
+    """The same recipe and tree count on the whole window (vocabularies and history rates included)."""
+    window = canonical_order(window)
+    spec = {**spec, "vocabularies": ordinal_vocabularies(window),
+            "history_rates": fit_history_rates(window).to_json() if use_history_rates else None}
+    rows = add_out_of_day_rates(window) if use_history_rates else window
+    dwindow = _dmatrix(design_matrix(rows, spec), _labels(window), spec["feature_order"], nthread)
+    booster = xgb.train(_booster_params(p, seed, nthread), dwindow, num_boost_round=spec["n_trees"],
+                        verbose_eval=False)
+    return XGBoostModel(booster=booster, spec={**spec, "refit_rows": window.height})
 
 
 def predict_xgboost(model: XGBoostModel, frame: pl.DataFrame, nthread: int = 2) -> np.ndarray:
