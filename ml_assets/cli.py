@@ -2,6 +2,7 @@
 
     ml-assets land --start 2013-01-01 --end 2013-01-10 [--force]
     ml-assets demo [--days 10]
+    ml-assets backfill --start 2013-01-01 --end 2013-12-31 [--assets data|all] [--wait]
 """
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import time
 
 from ml_assets import settings
 from ml_assets.core.dates import FIRST_DAY, parse_day
+
+
+# Dagster's notices about the beta/preview APIs the project uses on purpose (documented where used).
+BETA_NOTICE = ".*is currently in (beta|preview)"
 
 
 def _day(text: str) -> dt.date:
@@ -35,40 +40,96 @@ def cmd_land(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Replay N days one at a time; after each, the landing sensor and automation carry it through."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=BETA_NOTICE)
     import dagster as dg
 
+    from ml_assets.core.dates import day_range
     from ml_assets.core.landing import land_days
     from ml_assets.core.storage import make_path
-    from ml_assets.definitions import DATA_ASSETS, build_definitions
+    from ml_assets.definitions import build_definitions
+    from ml_assets.defs.automation.ticker import LocalTicker, pipeline_summary
+    from ml_assets.resources.storage import StorageRoot
 
     started = time.time()
-    end = args.start + dt.timedelta(days=args.days - 1)
-    land_days(make_path(settings.home()), args.start, end)
-    print(f"landed {args.days} day(s) {args.start}..{end} under {settings.home()}/landing")
+    # The sensors' own log lines (and each run's events) are in the instance: the UI shows them.
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    home = settings.home()
+    days = day_range(args.start, args.start + dt.timedelta(days=args.days - 1))
+    storage = StorageRoot(root=home)
+    with dg.DagsterInstance.get() as instance:
+        ticker = LocalTicker(build_definitions(), instance, storage)
+        ticker.tick_automation()  # automation runs before the data arrives: this is its baseline
+        settled = True
+        for day in days:
+            land_days(make_path(home), day, day)
+            print(f"{day} landed under {home}/landing; sensors and automation:")
+            settled = ticker.settle() and settled
+        ok, lines = pipeline_summary(instance, storage, [d.isoformat() for d in days])
+    failed = [e for e in ticker.executed if not e.success]
+    print(f"\ndone in {time.time() - started:.0f} s: {len(ticker.executed)} runs "
+          f"({sum(e.trigger == 'landing_sensor' for e in ticker.executed)} from the landing sensor, "
+          f"{sum(e.trigger == 'automation' for e in ticker.executed)} from automation), "
+          f"{len(failed)} stopped or failed; {sum(e.seconds for e in ticker.executed):.0f} s in runs, "
+          f"{ticker.deciding_seconds:.0f} s in sensor and automation ticks")
+    for line in lines:
+        print(f"  {line}")
+    for e in failed:
+        print(f"  run {e.run_id[:8]} {e.partition or '-'} {', '.join(e.assets + e.checks)}: {e.outcome}")
+    print(f"Look at:\n"
+          f"  the UI    make ui   (http://127.0.0.1:3000: Assets, Runs, Automation)\n"
+          f"  assets    {home}/assets/, {home}/models/, {home}/bundles/\n"
+          f"  MLflow    .venv/bin/mlflow ui --backend-store-uri sqlite:///{home}/mlflow/mlflow.db")
+    if not settled:
+        print("automation did not settle (still requesting work after 50 rounds)")
+    return 0 if ok and settled else 1
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", message=BETA_NOTICE)
+    import dagster as dg
+
+    from ml_assets.core.dates import day_range
+    from ml_assets.core.landing import landed_days
+    from ml_assets.core.storage import make_path
+    from ml_assets.definitions import build_definitions
+    from ml_assets.defs.automation.backfills import backfill_targets, execute_backfill_here, launch_backfill
+
+    root = make_path(settings.home())
+    complete = set(landed_days(root, "flights")) & set(landed_days(root, "weather"))
+    missing = [d for d in day_range(args.start, args.end) if d not in complete]
+    if missing:
+        print(f"refused: {len(missing)} day(s) in {args.start}..{args.end} have not fully landed "
+              f"(e.g. {', '.join(map(str, missing[:5]))}); run `ml-assets land` first", file=sys.stderr)
+        return 2
     defs = build_definitions()
-    instance = dg.DagsterInstance.get()
-    data_only = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={a.key for a in DATA_ASSETS})
-    everything = defs.resolve_implicit_global_asset_job_def()
-    exported = []
-    day = args.start
-    while day <= end:
-        # The first day has no history to learn from: only the data layer runs for it.
-        job = data_only if day == FIRST_DAY else everything
-        result = job.execute_in_process(instance=instance, partition_key=day.isoformat(), raise_on_error=False)
-        checks = result.get_asset_check_evaluations()
-        not_passed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in checks if not e.passed]
-        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        if "onnx_model" in materialized:
-            exported.append(day)
-        print(f"{day}: run {result.run_id[:8]} {'ok' if result.success else 'stopped'}; "
-              f"{len(materialized)} assets, {len(checks)} checks, not passed: {', '.join(not_passed) or 'none'}")
-        day += dt.timedelta(days=1)
-    print(f"\ndone in {time.time() - started:.0f} s; ONNX models exported for {len(exported)} day(s). Look at:\n"
-          f"  assets    {settings.home()}/assets/ and {settings.home()}/models/\n"
-          f"  MLflow    .venv/bin/mlflow ui --backend-store-uri sqlite:///{settings.home()}/mlflow/mlflow.db\n"
-          f"  the UI    make ui   (then open http://127.0.0.1:3000, Assets)")
-    return 0 if exported and exported[-1] == end else 1
+    with dg.DagsterInstance.get() as instance:
+        if instance.get_latest_materialization_event(dg.AssetKey("planes")) is None:
+            # The data layer reads the (unpartitioned) plane reference table: store it first, here.
+            job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("planes")})
+            if not job.execute_in_process(instance=instance, raise_on_error=False).success:
+                print("refused: planes could not be materialized (see the run in the UI)", file=sys.stderr)
+                return 1
+        targets = backfill_targets(defs, args.assets, args.start, args.end)
+        title = f"ml-assets backfill {args.assets} {args.start}..{args.end}"
+        backfill_id = launch_backfill(instance, defs, targets, title)
+    print(f"backfill {backfill_id} registered: {title} ({len(targets)} asset(s); the data layer runs as one run "
+          f"for the range, the models one run per day). See it in the UI under Overview > Backfills.")
+    if not args.wait:
+        print("The backfill daemon executes it: keep `make ui` (dagster dev) or `dagster-daemon run` running.")
+        return 0
+    print("--wait: executing it here (the backfill daemon's code, runs in this process) ...")
+    started = time.time()
+    status = execute_backfill_here(os.environ.get("DAGSTER_HOME") or dg.DagsterInstance.get().root_directory,
+                                   [backfill_id])[backfill_id]
+    print(f"backfill {backfill_id}: {status.value} after {time.time() - started:.0f} s")
+    return 0 if status.value == "COMPLETED_SUCCESS" else 1
 
 
 def _champion_now(root):
@@ -175,12 +236,30 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--force", action="store_true", help="land a new file version even if the day exists")
     land.set_defaults(func=cmd_land)
 
-    demo = sub.add_parser("demo", help="land a few days and materialize them end to end",
-                          description="Land N days from --start and materialize them through the asset graph "
-                                      "into the Dagster instance at $DAGSTER_HOME, then print where to look.")
+    demo = sub.add_parser("demo", help="replay a few days and let sensors + automation carry them through",
+                          description="Land N days from --start one at a time; after each, tick the landing "
+                                      "sensor and the automation conditions in this process and execute what they "
+                                      "request (into the Dagster instance at $DAGSTER_HOME) until nothing more is "
+                                      "requested. Prints the champion, its AUC and freshness, and where to look; "
+                                      "exits non-zero if the days did not get through.")
     demo.add_argument("--days", type=int, default=10, help="number of days to land and process (default 10)")
     demo.add_argument("--start", type=_day, default=FIRST_DAY, help="first day (default 2013-01-01)")
     demo.set_defaults(func=cmd_demo)
+
+    backfill = sub.add_parser(
+        "backfill", help="start a backfill of landed days through the Dagster instance",
+        description="Register an asset backfill of --start..--end in the instance at $DAGSTER_HOME (visible in "
+                    "the UI). The backfill daemon executes it (`make ui` / `dagster dev`, or `dagster-daemon "
+                    "run`): the data layer as one run for the whole range, the models one run per day. "
+                    "With --assets data, automation then carries the models forward.")
+    backfill.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--end", type=_day, required=True, help="last day (inclusive), YYYY-MM-DD")
+    backfill.add_argument("--assets", choices=["data", "all"], default="data",
+                          help="data: raw_flights, raw_weather, flight_features, data_profile (default); "
+                               "all: every daily asset (models from the second day on)")
+    backfill.add_argument("--wait", action="store_true",
+                          help="execute it in this process (no daemon needed) and wait for the result")
+    backfill.set_defaults(func=cmd_backfill)
 
     serve = sub.add_parser("serve", help="serve the champion bundle over HTTP (FastAPI + onnxruntime)",
                            description="Load the champion bundle (or --bundle), verify its MANIFEST and answer "

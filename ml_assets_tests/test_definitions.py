@@ -7,7 +7,8 @@ import pytest
 from ml_assets.definitions import build_definitions
 
 EXPECTED_ASSETS = {"raw_flights", "raw_weather", "planes", "flight_features", "data_profile", "training_set",
-                   "xgboost_model", "torch_model", "model_evaluation", "onnx_model"}
+                   "xgboost_model", "torch_model", "model_evaluation", "onnx_model", "deployment_bundle", "champion",
+                   "batch_predictions", "live_performance"}
 
 
 def test_definitions_load_with_the_expected_graph(tmp_path):

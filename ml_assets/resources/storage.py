@@ -2,8 +2,9 @@
 
 ``StorageRoot`` hands assets the landing zone; ``PolarsParquetIOManager`` persists polars frames as
 ``assets/<asset>/<partition>.parquet`` (``assets/<asset>.parquet`` when unpartitioned), atomically.
-A partition range is written one file per day (split on the ``date`` column) and loaded as one frame,
-so single-run backfills and window reads need no per-day processes.
+A partition range is written one file per day (split on the ``date`` column, or given as a dict
+``{partition key: frame}`` when the frame has no such column) and loaded as one frame, so single-run backfills
+and window reads need no per-day processes.
 """
 from __future__ import annotations
 
@@ -40,13 +41,15 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             return base.with_name(base.name + ".parquet")
         return base / f"{parse_day(partition_key).isoformat()}.parquet"
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | None) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | dict[str, pl.DataFrame] | None) -> None:
         if obj is None:
             return
-        if not isinstance(obj, pl.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj)}")
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
-        if len(keys) == 1:
+        if isinstance(obj, dict):
+            parts = self._by_key(obj, keys, context.asset_key)
+        elif not isinstance(obj, pl.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj)}")
+        elif len(keys) == 1:
             parts = {keys[0]: obj}
         else:
             parts = self._split(obj, keys, context.asset_key)
@@ -58,6 +61,14 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             "partitions_written": len(parts),
             "bytes": written,
         })
+
+    @staticmethod
+    def _by_key(obj: dict, keys: list, asset_key: dg.AssetKey) -> dict[str, pl.DataFrame]:
+        """A range output given day by day: exactly the run's partitions, each a frame."""
+        if set(obj) != set(keys) or not all(isinstance(f, pl.DataFrame) for f in obj.values()):
+            raise ValueError(f"{asset_key.to_user_string()}: a per-partition output must map each of the run's "
+                             f"{len(keys)} partition(s) to a polars DataFrame, got keys {sorted(obj)[:5]}...")
+        return {k: obj[k] for k in keys}
 
     def _split(self, obj: pl.DataFrame, keys: list[str], asset_key: dg.AssetKey) -> dict[str, pl.DataFrame]:
         col = self.partition_column

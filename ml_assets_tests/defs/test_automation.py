@@ -53,6 +53,18 @@ def test_new_day_requests_one_run_with_its_partition_then_nothing(root):
         assert again.cursor == first.cursor
 
 
+def test_a_fresh_cursor_does_not_restart_days_the_instance_already_stores(root):
+    """A new or reset sensor (after `ml-assets demo`, a backfill, a daemon move) starts from the instance."""
+    land_days(root, day("2013-01-02"), day("2013-01-03"))
+    with dg.instance_for_test() as instance:
+        planes_materialized(instance)
+        for asset in ("raw_flights", "raw_weather"):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition="2013-01-02"))
+        first = tick(landing_sensor, instance, root)
+        assert [r.partition_key for r in first.run_requests] == ["2013-01-03"]
+        assert requested_days(first.cursor) == ["2013-01-02", "2013-01-03"]
+
+
 def test_half_landed_day_is_skipped_with_the_reason_until_the_rest_lands(root):
     land_days(root, day("2013-01-06"), day("2013-01-07"))
     shutil.rmtree(day_dir(root, "weather", "2013-01-07"))

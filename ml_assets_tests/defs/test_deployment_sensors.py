@@ -34,3 +34,17 @@ def test_a_failed_live_check_requests_one_retrain_of_the_newest_day():
         assert "live_auc_drop failed on 2013-01-04" in requests[0].tags[REASON_TAG]
         again, _ = _evaluate(instance, cursor)
         assert isinstance(again, dg.SkipReason)  # the same failure never starts a second run
+
+
+@dg.asset(partitions_def=daily_partitions, name="training_set")
+def fake_training_set():
+    return None
+
+
+def test_a_failure_older_than_the_latest_training_starts_nothing():
+    with dg.instance_for_test() as instance:
+        dg.materialize([fake_features], partition_key="2013-01-05", instance=instance)
+        dg.materialize([fake_live], partition_key="2013-01-04", instance=instance)
+        dg.materialize([fake_training_set], partition_key="2013-01-05", instance=instance)
+        result, _ = _evaluate(instance)
+        assert isinstance(result, dg.SkipReason) and "predates the latest training" in result.skip_message

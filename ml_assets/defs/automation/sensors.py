@@ -1,8 +1,11 @@
-"""Sensors: start each landed day's run, and turn failures into alerts.
+"""Sensors: start each landed day's run, carry it downstream, and turn failures into alerts.
 
 ``landing_sensor``      every 30 s: a day whose flights AND weather have both landed gets exactly one run of
                         raw_flights, raw_weather, flight_features and data_profile for that partition
                         (``run_key=landing-<day>``); half-landed days are reported and left for a later tick.
+                        A fresh (or reset) cursor starts from the days the instance already stores.
+``automation``          every 30 s: evaluates the automation conditions (``conditions.py``) of all assets and
+                        checks; several days of one asset requested together become one backfill.
 ``run_failure_alert``   any failed run in this code location -> one alert.
 ``check_failure_alert`` every failed asset check evaluation of every finished run -> one alert
                         (severity error for blocking/ERROR checks, warning for WARN checks).
@@ -75,6 +78,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: StorageRoot):
     root = storage.path()
     state = _load_cursor(context.cursor)
     requested = set(state["requested"])
+    if context.cursor is None:
+        # A new or reset sensor on an instance that already holds days (after `ml-assets demo` or a backfill):
+        # days whose raw assets are stored are not started again.
+        requested |= stored_days(context.instance)
     planes_with = state["planes_requested_with"]
     flights = [d.isoformat() for d in landed_days(root, "flights")]
     weather = [d.isoformat() for d in landed_days(root, "weather")]
@@ -271,7 +278,23 @@ def check_failure_alert(context: dg.SensorEvaluationContext, storage: StorageRoo
     return dg.SensorResult(cursor=cursor)
 
 
-SENSORS = [landing_sensor, run_failure_alert, check_failure_alert]
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
+    default_status=dg.DefaultSensorStatus.RUNNING,  # Dagster's default automation sensor starts stopped
+    minimum_interval_seconds=30,
+    run_tags={SENSOR_TAG: "automation"},
+    description="Evaluates every asset's and check's automation condition (ml_assets/defs/automation/"
+                "conditions.py) and requests what is due; several days of one asset at once become a backfill.",
+)
+
+SENSORS = [landing_sensor, automation_sensor, run_failure_alert, check_failure_alert]
+
+
+def stored_days(instance: dg.DagsterInstance) -> set[str]:
+    """Days whose raw flights and weather are both stored in the instance."""
+    return (instance.get_materialized_partitions(dg.AssetKey("raw_flights"))
+            & instance.get_materialized_partitions(dg.AssetKey("raw_weather")))
 
 
 def requested_days(cursor: str | None) -> list[str]:

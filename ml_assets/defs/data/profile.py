@@ -1,4 +1,9 @@
-"""data_profile: statistics of the day's features and their drift against the trailing window."""
+"""data_profile: statistics of the day's features and their drift against the trailing window.
+
+One run may profile a range of days (a single-run backfill): each day is compared with its own trailing window.
+"""
+import datetime as dt
+
 
 import dagster as dg
 import numpy as np
@@ -9,9 +14,9 @@ from ml_assets.core import features as F
 from ml_assets.core import plots
 from ml_assets.core import profile as P
 from ml_assets.core.dates import parse_day
-from ml_assets.core.versioning import frame_hash
 from ml_assets.defs.metadata import markdown_table, png_markdown
-from ml_assets.defs.partitions import daily_partitions
+from ml_assets.defs.partitions import daily_check_spec, daily_partitions
+from ml_assets.defs.ranges import day_outputs
 
 TRAILING_DAYS = 28
 CALENDAR_COLUMNS = ["dow", "month", "day_of_year", "is_weekend"]
@@ -36,17 +41,26 @@ class DataQualitySettings(dg.ConfigurableResource):
     ins={"flight_features": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(
         start_offset=-TRAILING_DAYS, end_offset=0, allow_nonexistent_upstream_partitions=True))},
     check_specs=[
-        dg.AssetCheckSpec("feature_drift", asset="data_profile", description="drift vs the trailing 28 days (warn)"),
-        dg.AssetCheckSpec("label_balance", asset="data_profile", description="late share vs trailing window (warn)"),
-        dg.AssetCheckSpec("row_count", asset="data_profile", description="rows vs trailing median (warn)"),
+        daily_check_spec("feature_drift", asset="data_profile", description="drift vs the trailing 28 days (warn)"),
+        daily_check_spec("label_balance", asset="data_profile", description="late share vs trailing window (warn)"),
+        daily_check_spec("row_count", asset="data_profile", description="rows vs trailing median (warn)"),
     ],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description="Per-day statistics (counts, nulls, quantiles, category shares, label rate) and drift "
                 "against the trailing 28 days.",
 )
 def data_profile(context: dg.AssetExecutionContext, flight_features: pl.DataFrame, data_quality: DataQualitySettings):
-    day = parse_day(context.partition_key)
+    frames, metadata, checks = {}, {}, {}
+    for key in context.partition_keys:
+        frames[key], metadata[key], checks[key] = _profile_day(flight_features, parse_day(key), data_quality)
+    yield from day_outputs(context, frames, metadata, checks)
+
+
+def _profile_day(flight_features: pl.DataFrame, day: dt.date, data_quality: DataQualitySettings):
+    """(profile, metadata, check results) of one day against its own trailing window."""
     current = flight_features.filter(pl.col("date") == day)
-    reference = flight_features.filter(pl.col("date") < day)
+    reference = flight_features.filter((pl.col("date") < day)
+                                       & (pl.col("date") >= day - dt.timedelta(days=TRAILING_DAYS)))
     drift = P.drift(current, reference, F.NUMERIC, F.CATEGORICAL)
     stats = P.numeric_stats(current, F.NUMERIC)
     cats = P.categorical_stats(current, F.CATEGORICAL)
@@ -61,7 +75,7 @@ def data_profile(context: dg.AssetExecutionContext, flight_features: pl.DataFram
         .with_columns(date=pl.lit(day))
     )
     png = plots.drift_bars(drift, thresholds, f"Feature drift {day} vs {reference['date'].n_unique()} trailing days")
-    yield dg.Output(profile, data_version=dg.DataVersion(frame_hash(profile)), metadata={
+    metadata = {
         "dagster/row_count": profile.height,
         "rows_profiled": current.height,
         "reference_days": reference["date"].n_unique(),
@@ -72,10 +86,10 @@ def data_profile(context: dg.AssetExecutionContext, flight_features: pl.DataFram
         "drift": dg.MetadataValue.md(markdown_table(drift.sort("value", descending=True, nulls_last=True),
                                                     max_rows=50)),
         "drift_plot": png_markdown(png, "drift"),
-    })
-    yield _drift_check(drift, data_quality, thresholds)
-    yield _label_check(rate, ref_rate, data_quality.label_rate_band)
-    yield _row_count_check(current.height, trailing_counts, data_quality.row_count_tolerance)
+    }
+    return profile, metadata, [_drift_check(drift, data_quality, thresholds),
+                               _label_check(rate, ref_rate, data_quality.label_rate_band),
+                               _row_count_check(current.height, trailing_counts, data_quality.row_count_tolerance)]
 
 
 def _drift_check(drift: pl.DataFrame, dq: DataQualitySettings, thresholds: dict[str, float]) -> dg.AssetCheckResult:

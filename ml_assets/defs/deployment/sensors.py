@@ -1,9 +1,11 @@
 """retrain_on_degradation: live quality or feature drift crossed its threshold -> retrain the models now.
 
-Watches failed evaluations of ``live_performance.live_auc_drop`` and ``data_profile.feature_drift``. For each
-new failure on day D it requests one run of the model layer (training set through champion) for the newest
-day whose features exist, tagged with the reason, so the retrain, its evaluation and the promotion decision
-are visible together in the UI. ``run_key`` makes each failure start at most one run.
+Watches failed evaluations of ``live_performance.live_auc_drop`` and ``data_profile.feature_drift``. A new
+failure recorded after the latest training requests one run of the model layer (training set through
+champion) for the newest day whose features exist, tagged with the reason, so the retrain, its evaluation and
+the promotion decision are visible together in the UI. Failures that precede the latest training are
+already answered by it (automation retrains daily), so they start nothing. ``run_key`` makes each failure
+start at most one run.
 """
 
 import json
@@ -47,6 +49,11 @@ def retrain_on_degradation(context: dg.SensorEvaluationContext):
     context.update_cursor(json.dumps({"after": failures[-1].id}))
     if day is None:
         return dg.SkipReason("failures seen but no flight_features to train on yet")
+    trained = context.instance.get_latest_materialization_event(dg.AssetKey("training_set"))
+    # A failure seen before the newest training is already answered by it: retraining would repeat it.
+    failures = [f for f in failures if trained is None or f.create_timestamp > trained.timestamp]
+    if not failures:
+        return dg.SkipReason("every new failure predates the latest training: nothing new to retrain on")
     requests = []
     for failure in failures:
         run = context.instance.get_run_by_id(failure.run_id)
