@@ -82,6 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Look at:\n"
           f"  the UI    make ui   (http://127.0.0.1:3000: Assets, Runs, Automation)\n"
           f"  assets    {home}/assets/, {home}/models/, {home}/bundles/\n"
+          f"  serve     .venv/bin/ml-assets serve   (the champion bundle on http://127.0.0.1:8000/docs)\n"
           f"  MLflow    .venv/bin/mlflow ui --backend-store-uri sqlite:///{home}/mlflow/mlflow.db")
     if not settled:
         print("automation did not settle (still requesting work after 50 rounds)")

@@ -157,4 +157,16 @@ def pipeline_summary(instance: dg.DagsterInstance, storage: StorageRoot, days: l
                      f"{'n/a' if auc is None else f'{auc:.3f}'}); decision considered data through {through}")
     freshness = evaluate_champion_freshness(instance, storage)
     lines.append(f"freshness       {'ok' if freshness.passed else 'STALE'}: {freshness.description}")
+    lines.append(_predictions_line(storage, days[-1]))
     return len(done) == len(days) and freshness.passed, lines
+
+
+def _predictions_line(storage, day: str) -> str:
+    from ml_assets.core.storage import read_parquet
+
+    path = storage.path() / "assets" / "batch_predictions" / f"{day}.parquet"
+    if not path.exists():
+        return f"predictions     none stored for {day}"
+    frame = read_parquet(path)
+    by = ", ".join(sorted(set(frame["model_version"].to_list()))) or "no champion yet"
+    return f"predictions     {day}: {frame.height} scheduled flights scored by {by} ({path})"
