@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import warnings
+
+# The suite runs on two pytest-xdist workers (pyproject addopts). OpenMP threads that spin while they wait
+# (libgomp's default) make two workers' xgboost/torch steps slow each other down many times over; passive
+# waiting must be set before xgboost or torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import polars as pl
 import pytest

@@ -4,6 +4,8 @@ mlflow is imported only when a run is logged: Dagster loads definitions often an
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import subprocess
 import tempfile
@@ -15,6 +17,28 @@ from pydantic import Field
 
 
 CHAMPION_ALIAS = "champion"
+_READY: set[tuple[str, str]] = set()  # (tracking URI, experiment) this process has already set up
+
+
+@contextlib.contextmanager
+def _store_setup_lock(tracking_uri: str):
+    """Serialize the first use of a SQLite store across processes.
+
+    Two steps that open a fresh SQLite store at the same moment both run MLflow's schema migrations (seen:
+    "duplicate column name: routing_strategy") and both try to create the experiment. A server store
+    does its own locking, so only SQLite takes the file lock.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(tracking_uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def git_commit() -> str:
@@ -35,13 +59,14 @@ class MLflowTracking(dg.ConfigurableResource):
     def _client(self):
         if not self.tracking_uri:
             raise ValueError("no MLflow tracking URI configured: set MLFLOW_TRACKING_URI (e.g. http://mlflow:5000)")
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        if mlflow.get_experiment_by_name(self.experiment) is None:
-            mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        if (self.tracking_uri, self.experiment) not in _READY:
+            with _store_setup_lock(self.tracking_uri):
+                if mlflow.get_experiment_by_name(self.experiment) is None:
+                    mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
+            _READY.add((self.tracking_uri, self.experiment))
         return mlflow
 
     def log_run(self, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],

@@ -228,3 +228,47 @@ def test_a_failed_blocking_check_on_real_data_is_alerted_as_an_error(root):
 @pytest.mark.parametrize("sensor", SENSORS, ids=lambda s: s.name)
 def test_sensors_are_on_by_default(sensor):
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+@dg.asset(name="deployment_bundle",
+          check_specs=[dg.AssetCheckSpec("promotion", asset="deployment_bundle", blocking=True)])
+def refused_bundle():
+    yield dg.Output(1)
+    yield dg.AssetCheckResult(check_name="promotion", passed=False, metadata={
+        "candidate": "flight_delay_xgboost 1.2.0", "champion": "flight_delay_mlp 1.1.0",
+        "reason": "overall AUC 0.61 trails the champion's 0.64 by more than 0.01"})
+
+
+def test_a_refused_promotion_is_one_info_notice_not_a_run_failure_alert(root):
+    with dg.instance_for_test() as instance:
+        first = tick(check_failure_alert, instance, root)
+        result = dg.materialize([refused_bundle], instance=instance, raise_on_error=False)
+        assert not result.success  # the blocking check stops the run: the champion is not moved
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert", dagster_event=result.get_run_failure_event(),
+            dagster_instance=instance, dagster_run=result.dagster_run,
+            resources={"storage": StorageRoot(root=str(root))}).for_run_failure()
+        run_failure_alert(ctx)
+        assert alerts.read_alerts(root) == []
+        tick(check_failure_alert, instance, root, first.cursor)
+    (line,) = alerts.read_alerts(root)
+    assert (line["kind"], line["severity"], line["asset"], line["check"]) == (
+        "promotion_refused", "info", "deployment_bundle", "promotion")
+    assert line["message"] == ("flight_delay_xgboost 1.2.0 not promoted, flight_delay_mlp 1.1.0 stays: "
+                               "overall AUC 0.61 trails the champion's 0.64 by more than 0.01")
+
+
+@dg.asset
+def broken():
+    raise RuntimeError("disk full")
+
+
+def test_a_run_that_also_broke_is_not_mistaken_for_a_refusal(root):
+    from ml_assets.defs.automation.sensors import only_decisions_failed
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([refused_bundle, broken], instance=instance, raise_on_error=False)
+        failures = [e for e in result.all_events if e.is_step_failure]
+        assert len(failures) == 2
+        assert not only_decisions_failed(instance, result.run_id, failures)
+        assert only_decisions_failed(instance, result.run_id, [f for f in failures if f.step_key != "broken"])

@@ -6,9 +6,11 @@
                         A fresh (or reset) cursor starts from the days the instance already stores.
 ``automation``          every 30 s: evaluates the automation conditions (``conditions.py``) of all assets and
                         checks; several days of one asset requested together become one backfill.
-``run_failure_alert``   any failed run in this code location -> one alert.
+``run_failure_alert``   any failed run in this code location -> one alert, except a run whose only failure is a
+                        refused promotion: that is the system working, reported once, as ``info``, below.
 ``check_failure_alert`` every failed asset check evaluation of every finished run -> one alert
-                        (severity error for blocking/ERROR checks, warning for WARN checks).
+                        (severity error for blocking/ERROR checks, warning for WARN checks, info for a
+                        decision check such as ``deployment_bundle:promotion``: kind ``promotion_refused``).
 Alerts go to ``<root>/alerts/alerts.jsonl`` and to ``$ML_ASSETS_ALERT_WEBHOOK`` (see ``ml_assets.core.alerts``).
 """
 
@@ -28,6 +30,9 @@ DAY_ASSETS = [dg.AssetKey(k) for k in ("raw_flights", "raw_weather", "flight_fea
 PLANES = dg.AssetKey("planes")
 MAX_REQUESTS_PER_TICK = 31  # a big landing (e.g. a year at once) is started a month per tick, oldest first
 RUN_KEY_PREFIX = "landing-"
+# Blocking checks whose failure is a decision (keep the champion), not breakage. They stop the run like any
+# blocking check, so the champion is not moved, but they must not page anyone.
+DECISION_CHECKS = {dg.AssetCheckKey(dg.AssetKey("deployment_bundle"), "promotion")}
 SENSOR_TAG = "ml_assets/trigger"
 
 
@@ -169,6 +174,20 @@ def run_failure_to_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
     )
 
 
+def only_decisions_failed(instance: dg.DagsterInstance, run_id: str, step_failures) -> bool:
+    """True when every failed step failed only because a decision check (a refused promotion) said no."""
+    if not step_failures or any(
+            getattr(getattr(e.step_failure_data, "error", None), "cls_name", None) != "DagsterAssetCheckFailedError"
+            for e in step_failures):
+        return False
+    evaluations = [record.event_log_entry.dagster_event.event_specific_data
+                   for record in instance.get_records_for_run(
+                       run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records]
+    blocking = {e.asset_check_key for e in evaluations
+                if not e.passed and e.blocking and e.severity == dg.AssetCheckSeverity.ERROR}
+    return bool(blocking) and blocking <= DECISION_CHECKS
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert",
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -177,6 +196,10 @@ def run_failure_to_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
                 "and a POST to $ML_ASSETS_ALERT_WEBHOOK when set.",
 )
 def run_failure_alert(context: dg.RunFailureSensorContext, storage: StorageRoot):
+    if only_decisions_failed(context.instance, context.dagster_run.run_id, context.get_step_failure_events()):
+        context.log.info(f"run {context.dagster_run.run_id}: promotion refused, the champion stays "
+                         "(reported by check_failure_alert as info)")
+        return
     _deliver(context, storage, run_failure_to_alert(context))
 
 
@@ -188,17 +211,22 @@ def check_evaluation_to_alert(evaluation: dg.AssetCheckEvaluation, run_id: str, 
                               partition: str | None, timestamp: float | None) -> alerts.Alert:
     meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
     severity = "error" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "warning"
+    kind = "check_failure"
     first = meta.get("first_failure")
     violations = meta.get("violations")
     message = evaluation.description or first or "check failed"
     if evaluation.description and first:
         message = f"{evaluation.description}: {first}"
+    if evaluation.asset_check_key in DECISION_CHECKS:
+        severity, kind = "info", "promotion_refused"
+        message = (f"{meta.get('candidate', 'the candidate')} not promoted, {meta.get('champion', 'the champion')} "
+                   f"stays: {meta.get('reason', message)}")
     if isinstance(violations, int):
         message = f"{message} ({violations} violation(s))"
     when = (dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat(timespec="seconds")
             .replace("+00:00", "Z") if timestamp else alerts.utc_now())
     return alerts.Alert(
-        kind="check_failure", severity=severity, message=alerts.truncate(message),
+        kind=kind, severity=severity, message=alerts.truncate(message),
         run_id=run_id, job=job, asset=evaluation.asset_key.to_user_string(), check=evaluation.check_name,
         partition=evaluation.partition or partition, time=when,
         details={"blocking": bool(evaluation.blocking),
