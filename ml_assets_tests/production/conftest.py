@@ -1,9 +1,10 @@
 """Fixtures for the production-profile tests: real services.
 
-PostgreSQL, Redis and an S3 endpoint are real: Postgres and Redis must be listening (defaults below,
-overridable with ML_ASSETS_TEST_PG_HOST/PORT/USER and ML_ASSETS_TEST_REDIS_HOST/PORT); S3 is moto's HTTP
-server started on 127.0.0.1. A test is skipped only when a service's port does not answer.
-Every test gets its own Postgres database and Redis database, so runs on one machine do not collide.
+PostgreSQL, Redis, RabbitMQ and an S3 endpoint are real: Postgres, Redis and RabbitMQ must be listening
+(defaults below, overridable with ML_ASSETS_TEST_PG_*, ML_ASSETS_TEST_REDIS_* and ML_ASSETS_TEST_RABBITMQ_*);
+S3 is moto's HTTP server started on 127.0.0.1. A test is skipped only when a service's port does not answer.
+Every test gets its own Postgres database, Redis database and RabbitMQ virtual host, so runs on one machine
+do not collide.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ PG_USER = os.environ.get("ML_ASSETS_TEST_PG_USER", "postgres")
 PG_ADMIN_DB = os.environ.get("ML_ASSETS_TEST_PG_DB", "test")
 REDIS_HOST = os.environ.get("ML_ASSETS_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("ML_ASSETS_TEST_REDIS_PORT", "6379"))
+RABBITMQ_HOST = os.environ.get("ML_ASSETS_TEST_RABBITMQ_HOST", "127.0.0.1")
+RABBITMQ_PORT = int(os.environ.get("ML_ASSETS_TEST_RABBITMQ_PORT", "5672"))
+RABBITMQ_USER = os.environ.get("ML_ASSETS_TEST_RABBITMQ_USER", "guest")
+RABBITMQ_PASSWORD = os.environ.get("ML_ASSETS_TEST_RABBITMQ_PASSWORD", "guest")
 BUCKET = "ml-assets"
 
 
@@ -129,3 +134,31 @@ def redis_db() -> Iterator[str]:
     finally:
         client.flushdb()  # our queue, results and the claim
         client.close()
+
+
+@pytest.fixture
+def rabbitmq_vhost() -> Iterator[str]:
+    """An AMQP broker URL on a RabbitMQ virtual host made for this test (deleted afterwards).
+
+    Workers take any task on their queue, so test runs must not share one. The vhost is made with
+    ``rabbitmqctl`` (needs the broker's node cookie, i.e. root or the rabbitmq user on the broker's machine);
+    without it the test falls back to the default vhost "/", which is correct but not isolated.
+    """
+    import shutil
+    import subprocess
+
+    require_service("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+    vhost = f"ml_assets_test_{uuid.uuid4().hex[:12]}"
+    ctl = shutil.which("rabbitmqctl") if RABBITMQ_HOST in ("127.0.0.1", "localhost") else None
+
+    def rabbitmqctl(*args: str) -> bool:
+        return ctl is not None and subprocess.run([ctl, *args], capture_output=True, timeout=60).returncode == 0
+
+    made = rabbitmqctl("add_vhost", vhost) and rabbitmqctl("set_permissions", "-p", vhost, RABBITMQ_USER,
+                                                             ".*", ".*", ".*")
+    path = vhost if made else ""
+    try:
+        yield f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{path}"
+    finally:
+        if made:
+            rabbitmqctl("delete_vhost", vhost)

@@ -1,7 +1,7 @@
 """The production profile end to end, on real services, changed from local by configuration alone.
 
 A Postgres-backed Dagster instance (deploy/production/dagster.yaml), a Celery worker started the documented
-way (deploy/production/celery.yaml, broker and result backend on Redis), storage and compute logs on S3
+way (deploy/production/celery.yaml; broker Redis or RabbitMQ, result backend Redis), storage and compute logs on S3
 (moto's HTTP server). Two days are landed, then the data layer of one day is materialized with the
 `dagster` CLI: every step must run in the worker, the run must be recorded in Postgres, and the assets
 must be on S3 under the same keys as locally.
@@ -64,8 +64,14 @@ def _tail(path: Path, chars: int = 6000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no output)"
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, redis_db) -> str:
+    """The Celery broker URL: Redis, or RabbitMQ (AMQP). Results go to Redis either way."""
+    return redis_db if request.param == "redis" else request.getfixturevalue("rabbitmq_vhost")
+
+
 @pytest.fixture
-def production_env(tmp_path, s3, postgres_database, redis_db) -> dict[str, str]:
+def production_env(tmp_path, s3, postgres_database, redis_db, broker) -> dict[str, str]:
     """DAGSTER_HOME with the production dagster.yaml, and the environment every process of the stack gets."""
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -78,7 +84,7 @@ def production_env(tmp_path, s3, postgres_database, redis_db) -> dict[str, str]:
         "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": postgres_database,
         "DAGSTER_COMPUTE_LOGS_BUCKET": s3.bucket, "DAGSTER_COMPUTE_LOGS_PREFIX": f"{PREFIX}/compute-logs",
         "ML_ASSETS_ENV": "production", "ML_ASSETS_HOME": f"s3://{s3.bucket}/{PREFIX}",
-        "ML_ASSETS_CELERY_BROKER": redis_db, "ML_ASSETS_CELERY_BACKEND": redis_db,
+        "ML_ASSETS_CELERY_BROKER": broker, "ML_ASSETS_CELERY_BACKEND": redis_db,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
         "PYTHONUNBUFFERED": "1",
@@ -178,6 +184,8 @@ def test_the_data_layer_runs_on_celery_workers_with_a_postgres_instance_and_s3(
 
     # the worker's own log shows the tasks it ran
     worker_text = worker_log.read_text(errors="replace")
+    scheme = production_env["ML_ASSETS_CELERY_BROKER"].split("://")[0]  # redis or amqp
+    assert f"transport:   {scheme}://" in worker_text, worker_text[:3000]
     assert worker_text.count("Task execute_plan[") >= len(steps) and " succeeded in " in worker_text
 
     # the same storage keys as locally, on S3
