@@ -58,7 +58,9 @@ def test_first_bundle_becomes_champion(three_days):
     root, _, instance, results = three_days
     first = results[DAYS[0]]
     assert first.success
-    assert _checks(first)[("deployment_bundle", "promotion")].passed  # no champion yet: parity + budgets only
+    promotion = _checks(first)[("deployment_bundle", "promotion")]
+    assert promotion.passed  # no champion yet: parity + budgets only
+    assert promotion.partition == DAYS[0]  # judged per day: the UI and the alerts show which day was refused
     meta = first.asset_materializations_for_node("deployment_bundle")[0].metadata
     bundle = load_bundle(make_path(str(root)) / meta["bundle"].value)  # MANIFEST verified
     assert bundle.version == meta["version"].value and bundle.lineage["day"] == DAYS[0]
@@ -114,7 +116,7 @@ def test_live_performance_joins_outcomes(three_days):
     live = results[DAYS[1]].output_for_node("live_performance")
     batch = live.filter(pl.col("source") == "batch").row(0, named=True)
     assert batch["rows"] > 500 and 0.5 < batch["roc_auc"] <= 1.0
-    assert ("live_performance", "live_auc_drop") in _checks(results[DAYS[1]])
+    assert _checks(results[DAYS[1]])[("live_performance", "live_auc_drop")].partition == DAYS[1]
     meta = results[DAYS[2]].asset_materializations_for_node("live_performance")[0].metadata
     assert "trend" in meta and "slices" in meta
 

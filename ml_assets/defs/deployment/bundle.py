@@ -13,7 +13,7 @@ from ml_assets.core.dates import parse_day
 from ml_assets.defs.metadata import markdown_table
 from ml_assets.defs.models.candidates import LINEAGE_FILE
 from ml_assets.defs.models.evaluation import EvaluationSettings
-from ml_assets.defs.partitions import daily_partitions
+from ml_assets.defs.partitions import daily_check_spec, daily_partitions
 from ml_assets.resources.storage import StorageRoot
 from ml_assets.resources.tracking import MLflowTracking
 
@@ -75,7 +75,7 @@ def _choose_version(root, line: str, candidate: dict) -> tuple[str, str, list[st
     partitions_def=daily_partitions, group_name="deployment", kinds={"onnx", "mlflow"}, code_version="bundle-v1",
     ins={"onnx_model": dg.AssetIn(input_manager_key="model_io_manager")},
     backfill_policy=dg.BackfillPolicy.multi_run(1),
-    check_specs=[dg.AssetCheckSpec(
+    check_specs=[daily_check_spec(
         "promotion", asset="deployment_bundle", blocking=True,
         description="the candidate may replace the champion: ONNX parity passed, not worse on the same holdout "
                     "overall and per important slice (within tolerance), latency and size within budget")],

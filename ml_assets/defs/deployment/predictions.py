@@ -16,7 +16,7 @@ from ml_assets.core import champion as C
 from ml_assets.core.dates import parse_day
 from ml_assets.defs.deployment.bundle import PromotionSettings
 from ml_assets.defs.metadata import frame_metadata, markdown_table, png_markdown
-from ml_assets.defs.partitions import daily_partitions
+from ml_assets.defs.partitions import daily_check_spec, daily_partitions
 from ml_assets.resources.storage import StorageRoot
 
 PREDICTION_LOG_DIR = "predictions"
@@ -86,9 +86,9 @@ def _trend(root, day: dt.date, today: pl.DataFrame) -> pl.DataFrame:
 @dg.asset(
     partitions_def=daily_partitions, group_name="deployment", kinds={"polars"}, code_version="live-v1",
     backfill_policy=dg.BackfillPolicy.multi_run(1),
-    check_specs=[dg.AssetCheckSpec("live_auc_drop", asset="live_performance",
-                                   description="live AUC not below the champion's evaluation AUC by more "
-                                               "than the tolerance (warning)")],
+    check_specs=[daily_check_spec("live_auc_drop", asset="live_performance",
+                                  description="live AUC not below the champion's evaluation AUC by more "
+                                              "than the tolerance (warning)")],
     description="Day D's batch and logged online predictions joined with D's realized outcomes: AUC, "
                 "calibration and slice metrics, with the live AUC trend over the last 28 days.",
 )
