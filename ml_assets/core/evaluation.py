@@ -10,17 +10,16 @@ holdout is only measured with it, never used to choose it. 0.5 is the fallback w
 """
 from __future__ import annotations
 
-import io
 import math
 import time
 from typing import Callable, Iterable
 
 import numpy as np
 import polars as pl
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ml_assets.core.features import LABEL
+from ml_assets.core.plots import fit_bar_labels, png as _png
 
 DEFAULT_THRESHOLD = 0.5
 CALIBRATION_BINS = 10
@@ -305,13 +304,6 @@ def report_markdown(
 # ---------------------------------------------------------------- plots (Agg canvas, no pyplot state)
 
 
-def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
-    return buffer.getvalue()
-
-
 def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
     y, p = _arrays(y, p)
     _, tp, fp = _descending_counts(y, p)
@@ -364,7 +356,7 @@ def plot_slices(slices: list[dict], overall_auc: float) -> bytes:
     ax.axvline(overall_auc, color="black", linestyle="--")
     ax.set(xlabel="ROC-AUC", title="AUC per slice (red: flagged)", xlim=(0.4, 1.0))
     ax.invert_yaxis()
-    fig.tight_layout()
+    fit_bar_labels(fig, labels)
     return _png(fig)
 
 
