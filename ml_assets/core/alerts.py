@@ -1,5 +1,6 @@
-"""Alerts as data: one JSON object per event, appended to ``<root>/alerts/alerts.jsonl`` and, when
-``ML_ASSETS_ALERT_WEBHOOK`` is set, POSTed to that URL.
+"""Alerts as data: one JSON object per event, appended to ``<root>/alerts/alerts.jsonl`` (on an object store:
+one object per alert under ``<root>/alerts/objects/``) and, when ``ML_ASSETS_ALERT_WEBHOOK`` is set, POSTed
+to that URL.
 
 No Dagster here: the sensors in ``ml_assets.defs.automation`` turn run failures and failed asset checks
 into ``Alert`` values and hand them to ``deliver``. Delivery never raises: an alert channel that is down
@@ -13,6 +14,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from ml_assets.core.storage import atomic_write_bytes, is_local
 
 WEBHOOK_ENV = "ML_ASSETS_ALERT_WEBHOOK"
 ALERTS_KEY = ("alerts", "alerts.jsonl")
+OBJECTS_KEY = ("alerts", "objects")
 WEBHOOK_TIMEOUT_S = 5.0
 SEVERITIES = ("error", "warning", "info")
 
@@ -68,26 +71,35 @@ def alerts_file(root: UPath) -> UPath:
 
 
 def append_alert(root: UPath, alert: Alert) -> UPath:
-    """Append one JSON line. Locally an O_APPEND write (one line per call, not interleaved); on an
-    object store, objects cannot be appended to, so the file is read and re-put whole."""
-    path = alerts_file(root)
+    """Record one alert. Locally an O_APPEND write of one JSON line (writers never interleave or overwrite).
+
+    An object store cannot append, and reading the file and putting it back whole would lose an alert
+    whenever two sensors write at once (the last PUT wins). There each alert is its own object, named by
+    the time it was written, so listing order is time order.
+    """
     line = (alert.to_json() + "\n").encode()
+    path = alerts_file(root)
     if is_local(path):
         target = os.fspath(path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "ab") as fh:
             fh.write(line)
-    else:
-        existing = path.read_bytes() if path.exists() else b""
-        atomic_write_bytes(path, existing + line)
+        return path
+    written = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    path = root.joinpath(*OBJECTS_KEY, f"{written}-{uuid.uuid4().hex[:8]}.json")
+    atomic_write_bytes(path, line)
     return path
 
 
 def read_alerts(root: UPath) -> list[dict[str, Any]]:
+    """Every recorded alert, oldest first."""
     path = alerts_file(root)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if is_local(path):
+        lines = path.read_text().splitlines() if path.exists() else []
+    else:
+        folder = root.joinpath(*OBJECTS_KEY)
+        lines = [p.read_text() for p in sorted(folder.iterdir(), key=lambda p: p.name)] if folder.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def post_alert(url: str, alert: Alert, timeout: float = WEBHOOK_TIMEOUT_S) -> str | None:
