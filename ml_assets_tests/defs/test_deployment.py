@@ -1,6 +1,5 @@
 """The deployment layer on real days: bundle -> promotion -> champion -> batch predictions -> live performance."""
 import datetime as dt
-import json
 
 import dagster as dg
 import numpy as np

@@ -8,9 +8,14 @@ do not collide.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +25,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+DEPLOY = REPO / "deploy" / "production"
+PREFIX = "prod"  # ML_ASSETS_HOME is s3://<bucket>/prod
 
 PG_HOST = os.environ.get("ML_ASSETS_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ML_ASSETS_TEST_PG_PORT", "5432"))
@@ -41,6 +48,24 @@ def require_service(name: str, host: str, port: int) -> None:
         pytest.skip(f"{name} not reachable at {host}:{port}: {exc}")
 
 
+def tail(path: Path, chars: int = 6000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no output)"
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to a process started with ``start_new_session=True`` and its children."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,9 +80,8 @@ def _admin_connection():
     return conn
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty database (dropped afterwards, open connections included)."""
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
     require_service("PostgreSQL", PG_HOST, PG_PORT)
     name = f"ml_assets_test_{uuid.uuid4().hex[:12]}"
     conn = _admin_connection()
@@ -69,6 +93,20 @@ def postgres_database() -> Iterator[str]:
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty database for the Dagster instance (dropped afterwards, open connections included)."""
+    with _fresh_database() as name:
+        yield name
+
+
+@pytest.fixture
+def mlflow_database() -> Iterator[str]:
+    """Another one for MLflow's backend store: both have a ``runs`` table."""
+    with _fresh_database() as name:
+        yield name
 
 
 @dataclass(frozen=True)
@@ -162,3 +200,98 @@ def rabbitmq_vhost() -> Iterator[str]:
     finally:
         if made:
             rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def broker(redis_db) -> str:
+    """The Celery broker URL (a module may override this fixture, e.g. to run on RabbitMQ too)."""
+    return redis_db
+
+
+@pytest.fixture
+def tracking_uri() -> str:
+    """MLflow tracking URI of the stack: none unless a module asks for the server (``mlflow_server``)."""
+    return ""
+
+
+@pytest.fixture
+def mlflow_server(mlflow_database, s3, tmp_path, monkeypatch) -> Iterator[str]:
+    """``mlflow server`` on a free port: backend store in a fresh Postgres database, artifacts on S3."""
+    import httpx
+
+    port = free_port()
+    # name the driver: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2
+    backend = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{mlflow_database}"
+    env = {**os.environ, **s3.env, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint,
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3.endpoint)  # clients write artifacts to S3 themselves
+    log = tmp_path / "mlflow-server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", backend,
+             "--default-artifact-root", f"s3://{s3.bucket}/mlflow", "--no-serve-artifacts",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{tail(log)}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy within 60 s:\n{tail(log)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
+@pytest.fixture
+def production_env(tmp_path, s3, postgres_database, redis_db, broker, tracking_uri) -> dict[str, str]:
+    """DAGSTER_HOME with the production dagster.yaml, and the environment every process of the stack gets."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
+    tracking = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint} if tracking_uri else {}
+    return {
+        **os.environ,
+        **s3.env,
+        **tracking,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": PG_HOST, "DAGSTER_PG_PORT": str(PG_PORT), "DAGSTER_PG_USER": PG_USER,
+        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": postgres_database,
+        "DAGSTER_COMPUTE_LOGS_BUCKET": s3.bucket, "DAGSTER_COMPUTE_LOGS_PREFIX": f"{PREFIX}/compute-logs",
+        "ML_ASSETS_ENV": "production", "ML_ASSETS_HOME": f"s3://{s3.bucket}/{PREFIX}",
+        "ML_ASSETS_CELERY_BROKER": broker, "ML_ASSETS_CELERY_BACKEND": redis_db,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def celery_worker(production_env, tmp_path) -> Iterator[tuple[str, Path]]:
+    """A real worker, started the documented way; yields (its name, its log). Stopped with its children."""
+    name = f"ml-assets-test-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+             "-y", str(DEPLOY / "celery.yaml"), "-n", name, "--", "--concurrency=2"],
+            env=production_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text(errors="replace"):
+            if proc.poll() is not None:
+                pytest.fail(f"the Celery worker exited with {proc.returncode}:\n{tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Celery worker was not ready within 60 s:\n{tail(log)}")
+            time.sleep(0.3)
+        yield name, log
+    finally:
+        stop_process_group(proc)  # the CLI, the celery master and its pool children share one session

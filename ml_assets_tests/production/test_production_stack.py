@@ -1,7 +1,7 @@
 """The production profile end to end, on real services, changed from local by configuration alone.
 
 A Postgres-backed Dagster instance (deploy/production/dagster.yaml), a Celery worker started the documented
-way (deploy/production/celery.yaml; broker Redis or RabbitMQ, result backend Redis), storage and compute logs on S3
+way (deploy/production/celery.yaml; broker RabbitMQ, result backend Redis), storage and compute logs on S3
 (moto's HTTP server). Two days are landed, then the data layer of one day is materialized with the
 `dagster` CLI: every step must run in the worker, the run must be recorded in Postgres, and the assets
 must be on S3 under the same keys as locally.
@@ -9,13 +9,9 @@ must be on S3 under the same keys as locally.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import signal
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -26,18 +22,10 @@ from ml_assets.core.landing import land_days
 from ml_assets.core.storage import make_path
 from ml_assets.definitions import build_definitions
 from ml_assets.resources.executors import build_executor, celery_config
-from ml_assets_tests.production.conftest import (
-    PG_HOST,
-    PG_PORT,
-    PG_USER,
-    REPO,
-    VENV_BIN,
-)
+from ml_assets_tests.production.conftest import DEPLOY, PREFIX, REPO, VENV_BIN, tail
 
-DEPLOY = REPO / "deploy" / "production"
 DAY = "2013-01-02"
 DATA_LAYER = ["raw_flights", "raw_weather", "planes", "flight_features", "data_profile"]
-PREFIX = "prod"
 
 
 def test_the_celery_block_is_the_same_for_the_executor_and_the_workers():
@@ -60,68 +48,10 @@ def _code_location(home: str) -> list[str]:
     return ["-m", "ml_assets.definitions", "-a", "defs"]
 
 
-def _tail(path: Path, chars: int = 6000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no output)"
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request, redis_db) -> str:
-    """The Celery broker URL: Redis, or RabbitMQ (AMQP). Results go to Redis either way."""
-    return redis_db if request.param == "redis" else request.getfixturevalue("rabbitmq_vhost")
-
-
 @pytest.fixture
-def production_env(tmp_path, s3, postgres_database, redis_db, broker) -> dict[str, str]:
-    """DAGSTER_HOME with the production dagster.yaml, and the environment every process of the stack gets."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
-    return {
-        **os.environ,
-        **s3.env,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": PG_HOST, "DAGSTER_PG_PORT": str(PG_PORT), "DAGSTER_PG_USER": PG_USER,
-        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": postgres_database,
-        "DAGSTER_COMPUTE_LOGS_BUCKET": s3.bucket, "DAGSTER_COMPUTE_LOGS_PREFIX": f"{PREFIX}/compute-logs",
-        "ML_ASSETS_ENV": "production", "ML_ASSETS_HOME": f"s3://{s3.bucket}/{PREFIX}",
-        "ML_ASSETS_CELERY_BROKER": broker, "ML_ASSETS_CELERY_BACKEND": redis_db,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(REPO)) if p),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-@pytest.fixture
-def celery_worker(production_env, tmp_path) -> Iterator[tuple[str, Path]]:
-    """A real worker, started the documented way; yields (its name, its log). Stopped with its children."""
-    name = f"ml-assets-test-{uuid.uuid4().hex[:6]}"
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-             "-y", str(DEPLOY / "celery.yaml"), "-n", name, "--", "--concurrency=2"],
-            env=production_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text(errors="replace"):
-            if proc.poll() is not None:
-                pytest.fail(f"the Celery worker exited with {proc.returncode}:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the Celery worker was not ready within 60 s:\n{_tail(log)}")
-            time.sleep(0.3)
-        yield name, log
-    finally:
-        # the CLI, the celery master and its pool children share the session we started
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+def broker(rabbitmq_vhost) -> str:
+    """Here the Celery broker is RabbitMQ (AMQP); test_production_e2e runs on Redis. Results go to Redis."""
+    return rabbitmq_vhost
 
 
 @pytest.mark.timeout(120)
@@ -139,7 +69,7 @@ def test_the_data_layer_runs_on_celery_workers_with_a_postgres_instance_and_s3(
              "--partition", DAY, *_code_location(root)],
             env=production_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=90)
     elapsed = time.monotonic() - started
-    assert proc.returncode == 0, f"run failed:\n{_tail(run_log)}\n--- worker ---\n{_tail(worker_log)}"
+    assert proc.returncode == 0, f"run failed:\n{tail(run_log)}\n--- worker ---\n{tail(worker_log)}"
 
     # the run is recorded in Postgres, by an instance built from the same dagster.yaml
     for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD",
