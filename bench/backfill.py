@@ -16,7 +16,8 @@ Two passes, each in a fresh home and instance:
 Where the time goes: exclusive wall time in the Dagster instance's storage writes, the project's IO managers,
 MLflow logging and core functions (timers patched around them, nested calls counted once); what is left is
 Dagster itself (planning, events, checks) and asset glue. Step (= asset) durations come from the run events.
-``--instance memory`` runs without instance storage; ``--cprofile`` adds cProfile self time per package
+``--instance postgres`` stores runs and events in PostgreSQL, as the production profile does; ``--instance
+memory`` runs without instance storage; ``--cprofile`` adds cProfile self time per package
 (slower; use on a short range).
 
     .venv/bin/python bench/backfill.py --start 2013-01-01 --end 2013-12-31 [--passes xgboost full] [--cprofile]
@@ -58,6 +59,7 @@ MODEL_KEYS = {"xgboost": ["training_set", "xgboost_model"],
 SQLITE_EVENTS = "dagster._core.storage.event_log.sqlite.sqlite_event_log"
 TIMED = [
     ("dagster: instance storage writes", SQLITE_EVENTS, "SqliteEventLogStorage.store_event"),
+    ("dagster: instance storage writes", "dagster_postgres.event_log.event_log", "PostgresEventLogStorage.store_event"),
     ("dagster: instance storage writes", "dagster._core.storage.runs.sql_run_storage", "SqlRunStorage.add_run"),
     ("dagster: instance storage writes", "dagster._core.storage.runs.sql_run_storage",
      "SqlRunStorage.handle_run_event"),
@@ -211,15 +213,46 @@ def land(home: str, start: dt.date, end: dt.date) -> float:
     return time.time() - t0
 
 
-def make_instance(kind: str, dagster_home: str):
-    """``sqlite``: what the project's dagster.yaml configures (SQLite under DAGSTER_HOME); ``memory``: no storage,
-    to see how much of the orchestration cost is the instance's SQLite writes."""
+PG = {"hostname": os.environ.get("ML_ASSETS_BENCH_PG_HOST", "127.0.0.1"),
+      "port": int(os.environ.get("ML_ASSETS_BENCH_PG_PORT", "5432")),
+      "username": os.environ.get("ML_ASSETS_BENCH_PG_USER", "postgres"), "password": "",
+      "scheme": "postgresql+psycopg2"}  # as deploy/production/dagster.yaml: SQLAlchemy 2.1 would pick psycopg 3
+
+
+@contextlib.contextmanager
+def postgres_database():
+    """A fresh database on the local PostgreSQL (the production instance's storage), dropped afterwards."""
+    import uuid
+
+    import psycopg2
+
+    name = f"ml_assets_bench_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(host=PG["hostname"], port=PG["port"], user=PG["username"], dbname="test")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+def make_instance(kind: str, dagster_home: str, stack: contextlib.ExitStack):
+    """``sqlite``: what the project's dagster.yaml configures (SQLite under DAGSTER_HOME); ``postgres``: what
+    deploy/production/dagster.yaml configures, on a fresh database; ``memory``: no storage, to see how much of
+    the orchestration cost is the instance's writes."""
     import dagster as dg
 
     if kind == "memory":
         return dg.DagsterInstance.ephemeral()
     os.makedirs(dagster_home, exist_ok=True)
-    return dg.DagsterInstance.local_temp(tempdir=dagster_home)
+    overrides = None
+    if kind == "postgres":
+        db = stack.enter_context(postgres_database())
+        overrides = {"storage": {"postgres": {"postgres_db": {**PG, "db_name": db}}}}
+    return dg.DagsterInstance.local_temp(tempdir=dagster_home, overrides=overrides)
 
 
 # Dagster's console logger prints every event at DEBUG; the events are stored in the instance either way.
@@ -237,8 +270,8 @@ def project_pass(name: str, start: dt.date, end: dt.date, window: int, workdir: 
     landing_seconds = land(home, start, end)
     timers, steps, runs = ExclusiveTimers(), collections.defaultdict(float), []
     cpu0, t0 = cpu_seconds(), time.time()
-    with timed_project_functions(timers), (profiler or contextlib.nullcontext()):
-        instance = make_instance(instance_kind, os.path.join(workdir, name, "dagster"))
+    with contextlib.ExitStack() as stack, timed_project_functions(timers), (profiler or contextlib.nullcontext()):
+        instance = make_instance(instance_kind, os.path.join(workdir, name, "dagster"), stack)
         assets, resources = build_assets(window), build_resources(home, "local")
         data = selectable(assets, DATA_KEYS)
         models = selectable(assets, MODEL_KEYS[name])
@@ -355,8 +388,9 @@ def main() -> None:
     ap.add_argument("--end", default="2013-12-31")
     ap.add_argument("--window", type=int, default=28)
     ap.add_argument("--passes", nargs="+", default=["xgboost", "full"], choices=list(MODEL_KEYS))
-    ap.add_argument("--instance", default="sqlite", choices=["sqlite", "memory"],
-                    help="sqlite = the project's dagster.yaml storage (default); memory = no instance storage")
+    ap.add_argument("--instance", default="sqlite", choices=["sqlite", "postgres", "memory"],
+                    help="sqlite = the project's dagster.yaml storage (default); postgres = the production "
+                         "dagster.yaml's storage on 127.0.0.1:5432 (ML_ASSETS_BENCH_PG_*); memory = none")
     ap.add_argument("--cprofile", action="store_true", help="also cProfile self time per package (slower)")
     ap.add_argument("--goal", type=float, default=1.5, help="goal: project seconds / baseline seconds")
     a = ap.parse_args()
