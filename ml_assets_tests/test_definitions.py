@@ -28,8 +28,8 @@ def test_production_needs_an_object_store_root(tmp_path):
 
 
 def test_importing_definitions_stays_cheap():
-    """Dagster imports definitions often: no torch/xgboost/mlflow at import time."""
+    """Dagster imports definitions often: no torch/xgboost/mlflow/onnxruntime/matplotlib at import time."""
     code = ("import sys, ml_assets.definitions; "
-            "print(sorted(m for m in ('torch', 'xgboost', 'mlflow', 'onnxruntime') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'xgboost', 'mlflow', 'onnxruntime', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

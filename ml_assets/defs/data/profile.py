@@ -11,7 +11,6 @@ import polars as pl
 from pydantic import Field
 
 from ml_assets.core import features as F
-from ml_assets.core import plots
 from ml_assets.core import profile as P
 from ml_assets.core.dates import parse_day
 from ml_assets.defs.metadata import markdown_table, png_markdown
@@ -58,6 +57,8 @@ def data_profile(context: dg.AssetExecutionContext, flight_features: pl.DataFram
 
 def _profile_day(flight_features: pl.DataFrame, day: dt.date, data_quality: DataQualitySettings):
     """(profile, metadata, check results) of one day against its own trailing window."""
+    from ml_assets.core.plots import drift_bars  # matplotlib: not at definitions load
+
     current = flight_features.filter(pl.col("date") == day)
     reference = flight_features.filter((pl.col("date") < day)
                                        & (pl.col("date") >= day - dt.timedelta(days=TRAILING_DAYS)))
@@ -74,7 +75,7 @@ def _profile_day(flight_features: pl.DataFrame, day: dt.date, data_quality: Data
         .join(drift.select("column", drift_metric="metric", drift=pl.col("value")), on="column", how="left")
         .with_columns(date=pl.lit(day))
     )
-    png = plots.drift_bars(drift, thresholds, f"Feature drift {day} vs {reference['date'].n_unique()} trailing days")
+    png = drift_bars(drift, thresholds, f"Feature drift {day} vs {reference['date'].n_unique()} trailing days")
     metadata = {
         "dagster/row_count": profile.height,
         "rows_profiled": current.height,
