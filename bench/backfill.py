@@ -2,9 +2,9 @@
 
 The data is landed first (land_days, not timed: it stands in for the upstream), into a temp ML_ASSETS_HOME with
 a temp SQLite-backed DagsterInstance and the project's real IO managers and MLflow (SQLite). Then planes once;
-the data layer as one run over the whole range when its assets have ``BackfillPolicy.single_run()`` (a range
-left incomplete by a failed blocking check is split in halves and retried; else one run per day with the
-models); the models one run per day (their policy is one partition per run; the first
+the data layer as one run over the whole range when its assets have ``BackfillPolicy.single_run()`` (a day
+refused by a blocking check stops that run's downstream steps for every day: they are started again for the
+days not refused, as the automation sensor would; else one run per day with the models); the models one run per day (their policy is one partition per run; the first
 day has no history: no models). Start at 2013-01-01 for like-for-like windows: the baseline reads the whole
 package, so it would train day ``start`` on earlier days.
 
@@ -199,6 +199,17 @@ def range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
             "dagster/asset_partition_range_end": end.isoformat()}
 
 
+def contiguous(days: list[dt.date]) -> list[list[dt.date]]:
+    """Sorted days as runs of consecutive days."""
+    out: list[list[dt.date]] = []
+    for day in days:
+        if out and day - out[-1][-1] == dt.timedelta(days=1):
+            out[-1].append(day)
+        else:
+            out.append([day])
+    return out
+
+
 def stored(home: str, asset: str, day: dt.date) -> bool:
     """Whether the parquet IO manager holds the asset's partition (``assets/<asset>/<day>.parquet``)."""
     return os.path.exists(os.path.join(home, "assets", asset, f"{day.isoformat()}.parquet"))
@@ -277,37 +288,47 @@ def project_pass(name: str, start: dt.date, end: dt.date, window: int, workdir: 
         models = selectable(assets, MODEL_KEYS[name])
         data_in_one_run = single_run_backfill(assets, data)
 
-        def run(selection: list[str], partition: str | None, tags: dict | None = None) -> None:
+        def run(selection: list[str], partition: str | None, tags: dict | None = None) -> set[str]:
+            """One run; returns the days refused by a blocking check."""
             result = dg.materialize(assets, selection=selection, partition_key=partition, instance=instance,
                                     resources=resources, run_config=QUIET, tags=tags, raise_on_error=False)
             seconds = step_seconds(result)
             for step, s in seconds.items():
                 steps[step] += s
             done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-            failed = [f"{e.asset_key.to_user_string()}:{e.check_name}"
-                      for e in result.get_asset_check_evaluations() if not e.passed]
+            evaluations = result.get_asset_check_evaluations()
+            failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
             runs.append({"partition": partition or "..".join((tags or {}).values()), "ok": result.success,
                          "missing": sorted(set(selection) - done), "checks_not_passed": failed,
                          "data_layer": bool(set(selection) & set(DATA_KEYS))})
+            return {e.partition or partition for e in evaluations
+                    if not e.passed and e.blocking and e.severity == dg.AssetCheckSeverity.ERROR}
 
-        def data_layer_over(first: dt.date, last: dt.date) -> None:
-            """One run for the range. A blocking check failing on one day fails the step for every day of the
-            run (2013-12-31 has no weather upstream), so an incomplete range is split in halves and retried,
-            down to single days: a few more runs instead of one run per day."""
-            if first == last:
-                run(data, first.isoformat())
-                return
-            run(data, None, range_tags(first, last))
+        def data_layer_over(first: dt.date, last: dt.date, selection: list[str]) -> None:
+            """One run for the range. A blocking check failing on one day (2013-12-31 has no weather) stops
+            the downstream steps of that run for every day; as the automation sensor does, the steps that did
+            not run are then started again for the days that were not refused, one run per contiguous
+            stretch. Should that fail too, the stretch is split in halves, down to single days."""
             days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-            if all(stored(home, "data_profile", d) for d in days):
+            if first == last:
+                run(selection, first.isoformat())
                 return
-            middle = first + (last - first) // 2
-            data_layer_over(first, middle)
-            data_layer_over(middle + dt.timedelta(days=1), last)
+            refused = run(selection, None, range_tags(first, last))
+            not_done = [n for n in selection if not all(stored(home, n, d) for d in days)]
+            todo = [d for d in days if d.isoformat() not in refused and not stored(home, "data_profile", d)]
+            if not todo:
+                return
+            if not refused:  # failed without a refusal: halve
+                middle = first + (last - first) // 2
+                data_layer_over(first, middle, selection)
+                data_layer_over(middle + dt.timedelta(days=1), last, selection)
+                return
+            for stretch in contiguous(todo):
+                data_layer_over(stretch[0], stretch[-1], not_done)
 
         run(["planes"], None)
         if data_in_one_run:
-            data_layer_over(start, end)
+            data_layer_over(start, end, data)
         day = start
         while day <= end:
             # The first day has no earlier features to learn from: data layer only.
