@@ -54,7 +54,7 @@ def tail(path: Path, chars: int = 6000) -> str:
 
 def stop_process_group(proc: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL, to a process started with ``start_new_session=True`` and its children."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
