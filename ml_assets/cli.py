@@ -97,13 +97,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ml_assets.core.dates import day_range
-    from ml_assets.core.landing import landed_days
+    from ml_assets.core.landing import complete_days
     from ml_assets.core.storage import make_path
     from ml_assets.definitions import build_definitions
     from ml_assets.defs.automation.backfills import backfill_targets, execute_backfill_here, launch_backfill
 
     root = make_path(settings.home())
-    complete = set(landed_days(root, "flights")) & set(landed_days(root, "weather"))
+    complete = set(complete_days(root))
     missing = [d for d in day_range(args.start, args.end) if d not in complete]
     if missing:
         print(f"refused: {len(missing)} day(s) in {args.start}..{args.end} have not fully landed "

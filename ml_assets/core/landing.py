@@ -106,6 +106,11 @@ def landed_days(root: UPath, source: str) -> list[dt.date]:
     return sorted(days)
 
 
+def complete_days(root: UPath) -> list[dt.date]:
+    """Days whose flights and weather have both landed: what the pipeline can process."""
+    return sorted(set(landed_days(root, "flights")) & set(landed_days(root, "weather")))
+
+
 def _next_version(folder: UPath) -> str:
     found = versions(folder)
     n = int(_VERSION.match(found[-1].name).group(1)) + 1 if found else 1

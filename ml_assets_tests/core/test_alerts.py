@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ml_assets.core import alerts
+from ml_assets_tests.processes import free_port
 
 
 class _Hook:
@@ -47,10 +47,7 @@ def webhook():
 
 
 def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/alerts"  # nothing listens there any more
+    return f"http://127.0.0.1:{free_port()}/alerts"  # nothing listens there any more
 
 
 def _alert(**kw) -> alerts.Alert:

@@ -14,6 +14,7 @@ from ml_assets.core.onnx_export import export_onnx
 from ml_assets.core.storage import make_path, read_parquet
 from ml_assets.core.training.xgb import train_xgboost
 from ml_assets.definitions import DATA_ASSETS, build_assets, build_resources
+from ml_assets_tests.processes import free_port
 
 SMALL = {"ops": {"xgboost_model": {"config": {"params": {"n_estimators": 30}, "track_energy": False}},
                  "torch_model": {"config": {"params": {"hidden": [16], "max_epochs": 4}, "track_energy": False}}}}
@@ -195,7 +196,6 @@ def test_status_and_rollback_round_trip_move_the_mlflow_alias(three_days, monkey
 
 def test_ml_assets_serve_answers_from_the_champion(three_days, tmp_path):
     import os
-    import socket
     import subprocess
     import sys
     import time
@@ -205,9 +205,7 @@ def test_ml_assets_serve_answers_from_the_champion(three_days, tmp_path):
 
     root = three_days[0]
     now = C.current(C.read_history(make_path(str(root))))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     script = Path(sys.executable).parent / "ml-assets"
     log = open(tmp_path / "serve.out", "wb")
     proc = subprocess.Popen([str(script), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,

@@ -11,17 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from ml_assets_tests.processes import free_port, stop_process_group, tail
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -38,7 +38,6 @@ RABBITMQ_HOST = os.environ.get("ML_ASSETS_TEST_RABBITMQ_HOST", "127.0.0.1")
 RABBITMQ_PORT = int(os.environ.get("ML_ASSETS_TEST_RABBITMQ_PORT", "5672"))
 RABBITMQ_USER = os.environ.get("ML_ASSETS_TEST_RABBITMQ_USER", "guest")
 RABBITMQ_PASSWORD = os.environ.get("ML_ASSETS_TEST_RABBITMQ_PASSWORD", "guest")
-BUCKET = "ml-assets"
 
 
 def require_service(name: str, host: str, port: int) -> None:
@@ -46,30 +45,6 @@ def require_service(name: str, host: str, port: int) -> None:
         socket.create_connection((host, port), timeout=3).close()
     except OSError as exc:
         pytest.skip(f"{name} not reachable at {host}:{port}: {exc}")
-
-
-def tail(path: Path, chars: int = 6000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no output)"
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, to a process started with ``start_new_session=True`` and its children."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _admin_connection():
@@ -107,46 +82,6 @@ def mlflow_database() -> Iterator[str]:
     """Another one for MLflow's backend store: both have a ``runs`` table."""
     with _fresh_database() as name:
         yield name
-
-
-@dataclass(frozen=True)
-class S3:
-    endpoint: str
-    bucket: str
-    env: dict[str, str]  # what a process needs to reach it
-
-    def keys(self, prefix: str = "") -> set[str]:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.endpoint)
-        keys: set[str] = set()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys.update(o["Key"] for o in page.get("Contents", []))
-        return keys
-
-
-@pytest.fixture
-def s3(monkeypatch) -> Iterator[S3]:
-    """A real S3 HTTP endpoint on 127.0.0.1 (moto's server) with a bucket; AWS_* set in this process too."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    try:
-        import boto3
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()  # no client cached against an earlier endpoint
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        yield S3(endpoint=endpoint, bucket=BUCKET, env=env)
-    finally:
-        server.stop()
 
 
 @pytest.fixture

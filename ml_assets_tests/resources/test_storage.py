@@ -1,7 +1,6 @@
 """The parquet IO manager: atomic per-partition files, ranges, and the same keys on S3 (moto server)."""
 import datetime as dt
 import os
-import socket
 
 import dagster as dg
 import polars as pl
@@ -76,37 +75,10 @@ def test_atomic_write_keeps_the_previous_version_on_failure(tmp_path, monkeypatc
     assert os.listdir(tmp_path) == ["a.parquet"]  # no temp file left behind
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def s3_root(monkeypatch):
-    """A real S3 HTTP endpoint on 127.0.0.1 (moto's server), with a bucket."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(k, v)
+def test_the_data_layer_runs_on_s3_with_the_same_keys(s3):
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="ml-assets")
-    yield "s3://ml-assets/prod", endpoint
-    server.stop()
-
-
-def test_the_data_layer_runs_on_s3_with_the_same_keys(s3_root):
-    import boto3
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    root, endpoint = s3_root
+    root, endpoint = f"s3://{s3.bucket}/prod", s3.endpoint
     land_days(make_path(root), dt.date(2013, 1, 1), dt.date(2013, 1, 2))
     result = dg.materialize(ASSETS, partition_key="2013-01-02", resources=build_resources(root, "production"))
     assert result.success

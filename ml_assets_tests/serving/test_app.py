@@ -1,7 +1,6 @@
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from ml_assets.core import bundle as B
 from ml_assets.core.features import FEATURES, LABEL, weather_at_hour
 from ml_assets.serving.app import FlightRecord, create_app, record_features
+from ml_assets_tests.processes import free_port
 
 DAY = dt.date(2013, 1, 10)
 VERSION = "1.0.0"
@@ -206,15 +206,9 @@ def test_tampered_bundle_does_not_serve(bundle_dir, tmp_path):
         create_app(copy, tmp_path / "log")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_real_uvicorn_server_on_loopback(bundle_dir, tmp_path, day_records):
     _, records = day_records
-    port = _free_port()
+    port = free_port()
     log_dir = tmp_path / "served-log"
     output = open(tmp_path / "server.out", "wb")
     proc = subprocess.Popen(

@@ -12,8 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from ml_assets.core.landing import land_days
 from ml_assets.core.storage import make_path
 from ml_assets.definitions import DATA_ASSETS, build_definitions
+from ml_assets_tests.processes import free_port, stop_process_group, tail
 
 CHROMIUM = "/usr/bin/chromium"
 if not os.access(CHROMIUM, os.X_OK):
@@ -49,16 +48,6 @@ expect.set_options(timeout=UI_WAIT_MS)  # the React app renders after its GraphQ
 LOCATION_QUERY = """{ workspaceOrError { __typename ... on PythonError { message }
   ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-
-
-def _tail(path: Path, n: int = 60) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else "(no log)"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, data: bytes | None = None) -> bytes:
@@ -93,7 +82,7 @@ def homes(tmp_path_factory):
 def webserver_process(homes, tmp_path_factory):
     """``dagster-webserver`` on a free loopback port serving the repo's workspace over ``homes`` (booting)."""
     dagster_home, ml_home = homes
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("webserver") / "webserver.log"
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "ML_ASSETS_HOME": str(ml_home), "ML_ASSETS_ENV": "local"}
     with open(log, "wb") as out:
@@ -105,16 +94,7 @@ def webserver_process(homes, tmp_path_factory):
         yield proc, f"http://127.0.0.1:{port}", log
     finally:
         # the webserver and the code server it spawned share the session we started
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(proc, grace_seconds=15)
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +124,9 @@ def webserver(webserver_process, materialized):
     deadline = time.monotonic() + 90
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"dagster-webserver exited with {proc.returncode}:\n{_tail(log)}")
+            pytest.fail(f"dagster-webserver exited with {proc.returncode}:\n{tail(log)}")
         if time.monotonic() > deadline:
-            pytest.fail(f"dagster-webserver did not load the code location within 90 s:\n{_tail(log)}")
+            pytest.fail(f"dagster-webserver did not load the code location within 90 s:\n{tail(log)}")
         try:
             json.loads(_get(f"{url}/server_info"))
             entries = _locations(url)
@@ -155,7 +135,7 @@ def webserver(webserver_process, materialized):
         if entries and all(e["loadStatus"] == "LOADED" for e in entries):
             failed = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
             if failed:  # every UI test would only time out: say why once
-                pytest.fail(f"the code location failed to load: {failed}\n{_tail(log)}")
+                pytest.fail(f"the code location failed to load: {failed}\n{tail(log)}")
             return url, log
         time.sleep(0.3)
 
@@ -212,7 +192,7 @@ def test_code_location_is_loaded_without_error(webserver, page):
     url, log = webserver
     entries = _locations(url)
     assert [(e["name"], e["loadStatus"], e["locationOrLoadError"]["__typename"]) for e in entries] == [
-        ("ml_assets.definitions:defs", "LOADED", "RepositoryLocation")], f"{entries}\n{_tail(log)}"
+        ("ml_assets.definitions:defs", "LOADED", "RepositoryLocation")], f"{entries}\n{tail(log)}"
     page.goto("/locations")
     expect(page.get_by_text("1 code location")).to_be_visible()
     expect(page.locator('a[href^="/locations/ml_assets.definitions%3Adefs"]').first).to_be_visible()

@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ml_assets.core import catchup
-from ml_assets.core.landing import landed_days, latest_file
+from ml_assets.core.landing import complete_days, latest_file
 from ml_assets.defs.partitions import daily_partitions
 from ml_assets.resources.storage import StorageRoot
 
@@ -75,8 +75,7 @@ def _active_days(instance: dg.DagsterInstance) -> set[str]:
 def gather_day_states(instance: dg.DagsterInstance, root, asset_graph) -> list[catchup.DayState]:
     present = {k.to_user_string() for k in asset_graph.get_all_asset_keys()}
     valid = set(daily_partitions.get_partition_keys())
-    days = sorted({d.isoformat() for d in landed_days(root, "flights")}
-                  & {d.isoformat() for d in landed_days(root, "weather")} & valid)
+    days = sorted({d.isoformat() for d in complete_days(root)} & valid)
     stored = {source: _stored_landing_files(instance, asset) for source, asset in RAW.items()}
     materialized = {a: instance.get_materialized_partitions(dg.AssetKey(a))
                     for a in DAY_ASSETS + MODEL_CHAIN if a in present}
