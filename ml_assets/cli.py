@@ -1,297 +1,513 @@
-"""``ml-assets``: land replayed data, run the demo.
+"""``ml-assets``: land replayed data, let automation catch up, backfill, serve, and look after the champion.
 
-    ml-assets land --start 2013-01-01 --end 2013-01-10 [--force]
-    ml-assets demo [--days 10]
-    ml-assets backfill --start 2013-01-01 --end 2013-12-31 [--assets data|all] [--wait]
+    ml-assets land --start 2013-01-01 --end 2013-01-10 [--force]     everything upstream delivers for those days
+    ml-assets land --as-of 2013-01-05T18:00                           exactly what was delivered by that instant
+    ml-assets catchup                                                 sensors + automation, here, until settled
+    ml-assets demo [--days 10] [--start DAY]                          land-as-of + catchup, evening and morning
+    ml-assets backfill --start D1 --end D2 [--assets data|all] [--wait] [--force]
+    ml-assets serve [--port 8000] [--host 127.0.0.1] [--bundle PATH]
+    ml-assets status | rollback [--to VERSION [--line LINE]]
+
+Known mistakes print one line naming what and where (``--debug`` shows the traceback) and exit non-zero:
+2 bad input, 3 the instance is busy, 4 a broken bundle, 5 a refused rollback, 1 days refused or failed.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import signal
 import sys
+import threading
 import time
 
-from ml_assets import settings
-from ml_assets.core.dates import FIRST_DAY, parse_day
-
-
-# Dagster's notices about the beta/preview APIs the project uses on purpose (documented where used).
-BETA_NOTICE = ".*is currently in (beta|preview)"
+EXIT_FAILED, EXIT_INPUT, EXIT_BUSY, EXIT_BUNDLE, EXIT_ROLLBACK = 1, 2, 3, 4, 5
 
 
 def _day(text: str) -> dt.date:
+    from ml_assets.core.dates import parse_day
+
     try:
         return parse_day(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def cmd_land(args: argparse.Namespace) -> int:
-    from ml_assets.core.landing import land_days
+def _instant(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an instant of the form YYYY-MM-DDTHH:MM") from None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1..65535")
+    return port
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _setup(args) -> tuple:
+    """(settings, blueprint, storage root) for the chosen dataset."""
+    from ml_assets import settings as S
     from ml_assets.core.storage import make_path
+    from ml_assets.definitions import blueprint
 
-    root = make_path(settings.home())
-    landed = land_days(root, args.start, args.end, force=args.force)
-    written = [f for f in landed if f.written]
-    for f in landed:
-        print(f"{'landed ' if f.written else 'exists '} {f.source:8} {f.day or '-':10} {f.rows:6d} rows  {f.path}")
-    print(f"{len(written)} file(s) written, {len(landed) - len(written)} already landed (use --force for a new version)")
-    return 0
+    s = S.load(dataset=args.dataset)
+    return s, blueprint(s), make_path(s.home)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Replay N days one at a time; after each, the landing sensor and automation carry it through."""
+def _quiet_dagster() -> None:
     import logging
     import warnings
 
-    warnings.filterwarnings("ignore", message=BETA_NOTICE)
     import dagster as dg
 
-    from ml_assets.core.dates import day_range
-    from ml_assets.core.landing import land_days
-    from ml_assets.core.storage import make_path
-    from ml_assets.definitions import build_definitions
-    from ml_assets.defs.automation.ticker import LocalTicker, pipeline_summary
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+
+
+def _dagster_home() -> str:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise _UserError("DAGSTER_HOME is not set: point it at the Dagster instance folder (make sets ./.dagster_home)",
+                         EXIT_INPUT)
+    return home
+
+
+class _UserError(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------- land
+
+
+def cmd_land(args) -> int:
+    from ml_assets.core import landing as L
+
+    _, bp, root = _setup(args)
+    if args.as_of is not None:
+        if args.start or args.end or args.force:
+            raise _UserError("--as-of lands what was delivered by an instant: it takes no --start/--end/--force",
+                             EXIT_INPUT)
+        landed = L.land_as_of(root, bp.spec, args.as_of)
+    else:
+        if not (args.start and args.end):
+            raise _UserError("give --start and --end (or --as-of)", EXIT_INPUT)
+        landed = L.land_days(root, bp.spec, args.start, args.end, force=args.force)
+    written = [f for f in landed if f.written]
+    if args.verbose:
+        for f in landed:
+            day = f.day.isoformat() if f.day else "-"
+            print(f"{'landed ' if f.written else 'exists '} {f.source:9} {day:10} {f.rows:6d} rows  {f.path}")
+    print(f"{len(written)} file(s) written, {len(landed) - len(written)} already landed under {root}/landing"
+          + (" (use --force for a new version)" if landed and not written and args.as_of is None else ""))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- catchup / demo
+
+
+def _ticker(defs, bp, instance, s, log=print):
+    from ml_assets.ops.ticker import LocalTicker
     from ml_assets.resources.storage import StorageRoot
 
-    started = time.time()
-    # The sensors' own log lines (and each run's events) are in the instance: the UI shows them.
-    logging.getLogger("dagster").setLevel(logging.WARNING)
-    home = settings.home()
-    days = day_range(args.start, args.start + dt.timedelta(days=args.days - 1))
-    storage = StorageRoot(root=home)
-    with dg.DagsterInstance.get() as instance:
-        ticker = LocalTicker(build_definitions(), instance, storage)
-        ticker.tick_automation()  # automation runs before the data arrives: this is its baseline
-        settled = True
-        for day in days:
-            land_days(make_path(home), day, day)
-            print(f"{day} landed under {home}/landing; sensors and automation:")
-            settled = ticker.settle() and settled
-        ok, lines = pipeline_summary(instance, storage, [d.isoformat() for d in days])
-    failed = [e for e in ticker.executed if not e.success]
-    print(f"\ndone in {time.time() - started:.0f} s: {len(ticker.executed)} runs "
-          f"({sum(e.trigger == 'landing_sensor' for e in ticker.executed)} from the landing sensor, "
-          f"{sum(e.trigger == 'automation' for e in ticker.executed)} from automation), "
-          f"{len(failed)} stopped or failed; {sum(e.seconds for e in ticker.executed):.0f} s in runs, "
-          f"{ticker.deciding_seconds:.0f} s in sensor and automation ticks")
-    for line in lines:
-        print(f"  {line}")
-    for e in failed:
-        print(f"  run {e.run_id[:8]} {e.partition or '-'} {', '.join(e.assets + e.checks)}: {e.outcome}")
-    print(f"Look at:\n"
-          f"  the UI    make ui   (http://127.0.0.1:3000: Assets, Runs, Automation)\n"
-          f"  assets    {home}/assets/, {home}/models/, {home}/bundles/\n"
-          f"  serve     .venv/bin/ml-assets serve   (the champion bundle on http://127.0.0.1:8000/docs)\n"
-          f"  MLflow    .venv/bin/mlflow ui --backend-store-uri sqlite:///{home}/mlflow/mlflow.db")
-    if not settled:
-        print("automation did not settle (still requesting work after 50 rounds)")
-    return 0 if ok and settled else 1
+    state = os.path.join(_dagster_home(), f".ml_assets_automation_{bp.spec.name}.cursor")
+    return LocalTicker(defs, instance, StorageRoot(root=s.home), bp, log, state_file=state)
 
 
-def cmd_backfill(args: argparse.Namespace) -> int:
-    import os
-    import warnings
+def _guarded(purpose: str):
+    """The instance lock, after refusing to run beside a daemon and recovering what dead processes left."""
+    import contextlib
 
-    warnings.filterwarnings("ignore", message=BETA_NOTICE)
     import dagster as dg
 
-    from ml_assets.core.dates import day_range
-    from ml_assets.core.landing import complete_days
-    from ml_assets.core.storage import make_path
+    from ml_assets.ops.locks import daemon_is_running, instance_lock
+    from ml_assets.ops.recovery import recover
+
+    @contextlib.contextmanager
+    def guard(root):
+        home = _dagster_home()
+        with instance_lock(home, purpose), dg.DagsterInstance.get() as instance:
+            if daemon_is_running(instance):
+                raise _UserError(f"a Dagster daemon is running on {home} (dagster dev / dagster-daemon): it already "
+                                 f"processes this instance; stop it or let it work", EXIT_BUSY)
+            for line in recover(instance, root).lines():
+                print(line)
+            yield instance
+    return guard
+
+
+def day_summary_lines(instance, bp, days: list[str]) -> list[str]:
+    import dagster as dg
+
+    keys = {"predicted": "batch_predictions", "labelled": "labelled_features", "trained": "model_evaluation",
+            "decided": "champion"}
+    stored = {k: instance.get_materialized_partitions(bp.key(a)) for k, a in keys.items()}
+    lines = [f"{'day':10}  predicted  labelled  trained  champion after the day"]
+    for day in days:
+        champion = ""
+        if day in stored["decided"]:
+            rec = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=bp.key("champion"),
+                                                                        asset_partitions=[day]), limit=1).records
+            meta = rec[0].asset_materialization.metadata if rec else {}
+            champion = f"{meta['champion'].value} ({meta['action'].value})" if "champion" in meta else ""
+        marks = ["yes" if day in stored[k] else "-" for k in ("predicted", "labelled", "trained")]
+        lines.append(f"{day:10}  {marks[0]:9}  {marks[1]:8}  {marks[2]:7}  {champion}")
+    return lines
+
+
+def cmd_catchup(args) -> int:
+    _quiet_dagster()
     from ml_assets.definitions import build_definitions
-    from ml_assets.defs.automation.backfills import backfill_targets, execute_backfill_here, launch_backfill
 
-    root = make_path(settings.home())
-    complete = set(complete_days(root))
-    missing = [d for d in day_range(args.start, args.end) if d not in complete]
-    if missing:
-        print(f"refused: {len(missing)} day(s) in {args.start}..{args.end} have not fully landed "
-              f"(e.g. {', '.join(map(str, missing[:5]))}); run `ml-assets land` first", file=sys.stderr)
-        return 2
-    defs = build_definitions()
-    with dg.DagsterInstance.get() as instance:
-        if instance.get_latest_materialization_event(dg.AssetKey("planes")) is None:
-            # The data layer reads the (unpartitioned) plane reference table: store it first, here.
-            job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={dg.AssetKey("planes")})
-            if not job.execute_in_process(instance=instance, raise_on_error=False).success:
-                print("refused: planes could not be materialized (see the run in the UI)", file=sys.stderr)
-                return 1
-        targets = backfill_targets(defs, args.assets, args.start, args.end)
-        title = f"ml-assets backfill {args.assets} {args.start}..{args.end}"
-        backfill_id = launch_backfill(instance, defs, targets, title)
-    print(f"backfill {backfill_id} registered: {title} ({len(targets)} asset(s); the data layer runs as one run "
-          f"for the range, the models one run per day). See it in the UI under Overview > Backfills.")
-    if not args.wait:
-        print("The backfill daemon executes it: keep `make ui` (dagster dev) or `dagster-daemon run` running.")
-        return 0
-    print("--wait: executing it here (the backfill daemon's code, runs in this process) ...")
+    s, bp, root = _setup(args)
     started = time.time()
-    status = execute_backfill_here(os.environ.get("DAGSTER_HOME") or dg.DagsterInstance.get().root_directory,
-                                   [backfill_id])[backfill_id]
-    print(f"backfill {backfill_id}: {status.value} after {time.time() - started:.0f} s")
-    return 0 if status.value == "COMPLETED_SUCCESS" else 1
+    with _guarded("ml-assets catchup")(root) as instance:
+        ticker = _ticker(build_definitions(dataset=args.dataset), bp, instance, s)
+        settled = ticker.settle()
+        days = sorted({d for e in ticker.executed if e.first for d in _days(e.first, e.last)})
+        for line in day_summary_lines(instance, bp, days):
+            print(line)
+    failed = [e for e in ticker.executed if not e.success]
+    print(f"catchup: {len(ticker.executed)} run(s) in {time.time() - started:.0f} s, {len(failed)} failed"
+          + ("" if settled else "; automation did not settle"))
+    return EXIT_FAILED if failed or not settled else 0
 
 
-def _champion_now(root):
-    from ml_assets.core import champion as C
+def _days(first: str, last: str) -> list[str]:
+    from ml_assets.core.dates import day_range
 
-    now = C.current(C.read_history(root))
-    if now is None:
-        raise SystemExit(f"no champion yet under {root}: run `ml-assets demo` (or let automation promote one)")
-    return now
+    return [d.isoformat() for d in day_range(dt.date.fromisoformat(first), dt.date.fromisoformat(last))]
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from ml_assets.core.storage import make_path
-    from ml_assets.defs.deployment.predictions import PREDICTION_LOG_DIR
+def cmd_demo(args) -> int:
+    """Simulated evenings and mornings: land what upstream delivered by each instant, then catch up."""
+    _quiet_dagster()
+    from ml_assets.core import landing as L
+    from ml_assets.core.dates import day_range
+    from ml_assets.definitions import build_definitions
+
+    s, bp, root = _setup(args)
+    start = args.start or bp.spec.first_day
+    days = day_range(start, start + dt.timedelta(days=args.days - 1))
+    L.check_in_range(bp.spec, days[0], days[-1])
+    last_instant = L.delivery_instant(bp.spec, bp.spec.outcomes_name, days[-1])
+    instants = sorted({d.at for d in L.deliveries_until(bp.spec, last_instant)
+                       if days[0] <= d.day <= days[-1] or d.at >= L.delivery_instant(
+                           bp.spec, bp.spec.events_name, days[0])})
+    started = time.time()
+    with _guarded("ml-assets demo")(root) as instance:
+        ticker = _ticker(build_definitions(dataset=args.dataset), bp, instance, s)
+        for instant in instants:
+            landed = [f for f in L.land_as_of(root, bp.spec, instant) if f.written]
+            print(f"{instant:%Y-%m-%d %H:%M}  {len(landed)} file(s) delivered: "
+                  + ", ".join(sorted({f"{f.source} {f.day}" for f in landed if f.day})))
+            ticker.settle()
+        lines = day_summary_lines(instance, bp, [d.isoformat() for d in days])
+    failed = [e for e in ticker.executed if not e.success]
+    print(f"\ndone in {time.time() - started:.0f} s: {len(ticker.executed)} runs, {len(failed)} failed; "
+          f"{sum(e.seconds for e in ticker.executed):.0f} s in runs, {ticker.deciding_seconds:.0f} s deciding")
+    for line in lines:
+        print(f"  {line}")
+    print("Look at:\n  the UI    make ui   (http://127.0.0.1:3000)\n"
+          f"  serve     .venv/bin/ml-assets serve   (follows the champion; http://127.0.0.1:8000/docs)\n"
+          f"  MLflow    .venv/bin/mlflow ui --backend-store-uri sqlite:///{s.home}/mlflow/mlflow.db")
+    return EXIT_FAILED if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------- backfill
+
+
+def cmd_backfill(args) -> int:
+    _quiet_dagster()
+    import dagster as dg
+
+    from ml_assets.core import landing as L
+    from ml_assets.definitions import build_definitions
+    from ml_assets.ops import backfill as BF
+    from ml_assets.ops.locks import instance_lock
+    from ml_assets.ops.recovery import owner_tags, recover
+
+    s, bp, root = _setup(args)
+    L.check_in_range(bp.spec, args.start, args.end)
+    from ml_assets.core.dates import day_range
+
+    landed = set(L.complete_days(root, bp.spec))
+    missing = [d for d in day_range(args.start, args.end) if d not in landed]
+    if missing:
+        raise _UserError(f"{len(missing)} day(s) of {args.start}..{args.end} have not landed (e.g. "
+                         f"{', '.join(map(str, missing[:3]))}): run `ml-assets land` first", EXIT_INPUT)
+    defs = build_definitions(dataset=args.dataset)
+    keys = BF.target_assets(defs, args.assets)
+    home = _dagster_home()
+    with instance_lock(home, "ml-assets backfill"), dg.DagsterInstance.get() as instance:
+        for line in recover(instance, root).lines():
+            print(line)
+        _report_landing(bp, instance, root)
+        _reference_first(defs, instance)
+        targets = BF.missing_ranges(instance, keys, args.start, args.end, args.force)
+        total = sum((dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days + 1 for r in targets.values()
+                    for a, b in r)
+        if not targets:
+            print(f"nothing to do: every asset-day of {args.start}..{args.end} is stored (--force recomputes)")
+            return _summary(instance, bp, keys, args)
+        title = f"ml-assets backfill {args.assets} {args.start}..{args.end}"
+        backfill_id = BF.launch_backfill(instance, defs, targets, title, tags=owner_tags() if args.wait else None)
+        print(f"backfill {backfill_id} registered: {title}, {total} asset-day(s) to do over {len(targets)} asset(s) "
+              f"(each asset's range is one step; see Overview > Backfills in the UI)")
+        if not args.wait:
+            print("The backfill daemon executes it: keep `make ui` (dagster dev) or `dagster-daemon run` running.")
+            return 0
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        started = time.time()
+        try:
+            status = BF.execute_backfill_here(home, backfill_id, total, stop=stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        print(f"backfill {backfill_id}: {status.value} after {time.time() - started:.0f} s")
+        if stop.is_set():
+            print("interrupted: its runs are marked canceled; run the same command again to resume")
+            return 130
+        return _summary(instance, bp, keys, args)
+
+
+def _summary(instance, bp, keys, args) -> int:
+    from ml_assets.ops import backfill as BF
+
+    ends = [bp.key(n) for n in ("batch_predictions", "live_performance")] if args.assets == "all" else \
+        [bp.key(n) for n in ("features", "labelled_features")]
+    summary = BF.day_summary(instance, [k for k in ends if k in keys], args.start, args.end)
+    counts = {s: sum(v["status"] == s for v in summary.values()) for s in ("processed", "refused", "not attempted")}
+    print(f"days: {counts['processed']} processed, {counts['refused']} refused, {counts['not attempted']} not attempted")
+    for day, v in summary.items():
+        if v["status"] != "processed":
+            print(f"  {day}  {v['status']}: {v['detail']}")
+    return 0 if counts["processed"] == len(summary) else EXIT_FAILED
+
+
+def _report_landing(bp, instance, root) -> None:
+    """Report the deliveries not yet reported (no sensor may be running) as the landing assets' materializations."""
+    from ml_assets.defs.automation.schedules import reported_deliveries
+    from ml_assets.defs.automation.sensors import landing_events, new_deliveries
+
+    for event in landing_events(bp, new_deliveries(bp, root, reported_deliveries(instance, bp))):
+        instance.report_runless_asset_event(event)
+
+
+def _reference_first(defs, instance) -> None:
+    """Reference tables (unpartitioned) are stored before a backfill reads them."""
+    graph = defs.resolve_asset_graph()
+    refs = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
+            and not graph.get(k).is_partitioned and instance.get_latest_materialization_event(k) is None}
+    if refs:
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=refs)
+        if not job.execute_in_process(instance=instance, raise_on_error=False).success:
+            raise _UserError("the reference tables could not be materialized (see the run in the UI)", EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------------------------- serving, status
+
+
+def newest_champion(root, bp):
+    """The newest champion state stored under the root (the server and status read it, no instance needed)."""
+    import json
+
+    folder = root / "assets" / bp.spec.name / "champion"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".json")) if folder.exists() else []
+    for name in reversed(names):
+        record = json.loads((folder / name).read_bytes())
+        if "value" in record:
+            return name[:-5], record["value"]
+    return None, None
+
+
+def cmd_serve(args) -> int:
     from ml_assets.serving.app import serve
 
-    root = make_path(settings.home())
-    bundle = args.bundle or str(root / _champion_now(root)["bundle"])
-    log_dir = args.log_dir or str(root / PREDICTION_LOG_DIR)
-    print(f"serving {bundle} on http://{args.host}:{args.port} (POST /predict, GET /health, GET /model); "
-          f"predictions logged under {log_dir}")
-    serve(bundle, log_dir, host=args.host, port=args.port)
+    s, bp, root = _setup(args)
+    serve(s.home, bp.spec, bundle=args.bundle, host=args.host, port=args.port)
     return 0
 
 
-def _newest_landed(root) -> dt.date | None:
-    from ml_assets.core.landing import landed_days
+def cmd_status(args) -> int:
+    from ml_assets.core import bundle as B
+    from ml_assets.core import landing as L
 
-    days = landed_days(root, "flights")
-    return max(days) if days else None
-
-
-def _set_alias(now: dict) -> str:
-    from ml_assets.definitions import build_resources
-    from ml_assets.defs.deployment.bundle import MODEL_LINES
-
-    try:
-        version = build_resources()["mlflow"].set_champion(now["model_line"], now["version"], MODEL_LINES)
-        return f"MLflow alias champion -> {now['model_line']} registry version {version}"
-    except Exception as exc:  # the history moved: say loudly that the registry did not follow
-        return f"WARNING: MLflow alias NOT moved ({type(exc).__name__}: {exc}); rerun when MLflow is reachable"
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from ml_assets.core import champion as C
-    from ml_assets.core.storage import make_path
-
-    root = make_path(settings.home())
-    before = _champion_now(root)
-    try:
-        target = C.rollback_target(C.read_history(root), args.line, args.to)
-    except C.RollbackError as exc:
-        print(f"rollback refused: {exc}", file=sys.stderr)
-        return 2
-    day = _newest_landed(root) or parse_day(before["day"])
-    event = C.rollback(root, target, day, reason=args.reason)
-    print(f"champion {before['model_line']} {before['version']} -> {event['model_line']} {event['version']} "
-          f"(effective from data day {event['day']})")
-    print(_set_alias(event))
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from ml_assets.core import champion as C
-    from ml_assets.core.bundle import BundleIntegrityError, load_bundle
-    from ml_assets.core.storage import make_path
-
-    root = make_path(settings.home())
-    newest = _newest_landed(root)
+    _, bp, root = _setup(args)
+    newest = L.landed_days(root, bp.spec, bp.spec.events_name, non_empty=True)
     print(f"storage       {root}")
-    print(f"newest landed {newest or 'nothing landed yet'}")
-    now = C.current(C.read_history(root))
-    if now is None:
+    print(f"dataset       {bp.spec.name} ({bp.spec.title})")
+    print(f"newest landed {newest[-1] if newest else 'nothing landed yet'}")
+    day, state = newest_champion(root, bp)
+    if not state or state.get("champion") is None:
         print("champion      none yet")
         return 0
-    promoted_at = dt.datetime.fromisoformat(now["at"])
-    age = dt.datetime.now(dt.timezone.utc) - promoted_at
-    lag = (newest - parse_day(now["day"])).days if newest else None
-    print(f"champion      {now['model_line']} {now['version']} ({now['action']} at {now['at']}, "
-          f"{age.total_seconds() / 3600:.1f} h ago; data day {now['day']}, {lag} day(s) behind the newest landing)")
+    p = state["champion"]
+    print(f"champion      {p['model_line']} {p['version']} after the decision of {day} ({state['action']}: "
+          f"{state['reason'][:120]}); trained through {p['trained_through']}")
     try:
-        bundle = load_bundle(root / now["bundle"])
-    except BundleIntegrityError as exc:
-        print(f"bundle        BROKEN: {exc}")
-        return 1
+        bundle = B.load_bundle(B.bundle_path(root, p["model_line"], p["version"]))
+    except B.BundleIntegrityError as exc:
+        raise _UserError(f"champion bundle BROKEN: {exc}", EXIT_BUNDLE) from None
     overall, latency = bundle.metrics.get("overall", {}), bundle.metrics.get("latency", {})
     print(f"bundle        {bundle.path} (MANIFEST verified)")
-    print("metrics       " + ", ".join(f"{k} {overall[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier",
-                                                                         "ece") if overall.get(k) is not None)
-          + f"; p95 single-row {latency.get('single_row_p95_ms', float('nan')):.2f} ms; "
-          f"{bundle.metrics.get('size_bytes', 0)} bytes")
+    print("metrics       " + ", ".join(f"{k} {overall[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier")
+                                       if overall.get(k) is not None)
+          + f"; p95 single-row {latency.get('single_row_p95_ms', float('nan')):.2f} ms")
     return 0
+
+
+def cmd_rollback(args) -> int:
+    _quiet_dagster()
+    import dagster as dg
+
+    from ml_assets.core import champion as C
+    from ml_assets.definitions import build_definitions
+    from ml_assets.ops.locks import instance_lock
+
+    s, bp, root = _setup(args)
+    day, state = newest_champion(root, bp)
+    if state is None:
+        raise _UserError(f"no champion yet under {root}: nothing to roll back", EXIT_ROLLBACK)
+    try:
+        target, _ = C.rollback_target(state, args.line, args.to)
+    except C.RollbackError as exc:
+        raise _UserError(f"rollback refused: {exc}", EXIT_ROLLBACK) from None
+    defs = build_definitions(dataset=args.dataset)
+    config = {"ops": {bp.key("champion").to_python_identifier(): {"config": {
+        "rollback": True, "to_version": args.to, "line": args.line, "reason": args.reason}}}}
+    with instance_lock(_dagster_home(), "ml-assets rollback"), dg.DagsterInstance.get() as instance:
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={bp.key("champion")})
+        result = job.execute_in_process(instance=instance, partition_key=day, run_config=config, raise_on_error=False,
+                                        tags={"ml_assets/trigger": "ml-assets rollback"})
+    if not result.success:
+        raise _UserError(f"rollback run {result.run_id} failed (see it in the UI)", EXIT_ROLLBACK)
+    print(f"champion {C.name(state['champion'])} -> {C.name(target)} (the decision of {day}, run {result.run_id})")
+    holders = defs.resources["mlflow"].champion_alias([bp.spec.model_line(f) for f in bp.families])
+    if (target["model_line"], target["version"]) not in {(h[0], h[2]) for h in holders}:
+        raise _UserError(f"the MLflow alias 'champion' did not move to {C.name(target)} (now: "
+                         f"{', '.join(f'{h[0]} {h[2]}' for h in holders) or 'unset'})", EXIT_ROLLBACK)
+    print(f"MLflow alias champion -> {target['model_line']} {target['version']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser, main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-assets", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", help="a shipped dataset spec (nycflights13, rain) or a spec file "
+                                          "(default: $ML_ASSETS_DATASET or nycflights13)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    land = sub.add_parser("land", help="replay nycflights13 days into the landing zone",
-                          description="Replay nycflights13 day by day into $ML_ASSETS_HOME/landing "
-                                      "(one immutable file per day and source; planes once).")
-    land.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD")
-    land.add_argument("--end", type=_day, required=True, help="last day (inclusive), YYYY-MM-DD")
+    land = sub.add_parser("land", help="replay the dataset into the landing zone",
+                          description="Land every source of --start..--end (schedule, weather and outcomes), or "
+                                      "exactly what upstream had delivered by --as-of. Files are immutable; "
+                                      "--force writes a new version.")
+    land.add_argument("--start", type=_day, help="first day, YYYY-MM-DD")
+    land.add_argument("--end", type=_day, help="last day (inclusive), YYYY-MM-DD")
+    land.add_argument("--as-of", type=_instant, help="land what was delivered by this instant, YYYY-MM-DDTHH:MM")
     land.add_argument("--force", action="store_true", help="land a new file version even if the day exists")
+    land.add_argument("-v", "--verbose", action="store_true", help="one line per file")
     land.set_defaults(func=cmd_land)
 
-    demo = sub.add_parser("demo", help="replay a few days and let sensors + automation carry them through",
-                          description="Land N days from --start one at a time; after each, tick the landing "
-                                      "sensor and the automation conditions in this process and execute what they "
-                                      "request (into the Dagster instance at $DAGSTER_HOME) until nothing more is "
-                                      "requested. Prints the champion, its AUC and freshness, and where to look; "
-                                      "exits non-zero if the days did not get through.")
-    demo.add_argument("--days", type=int, default=10, help="number of days to land and process (default 10)")
-    demo.add_argument("--start", type=_day, default=FIRST_DAY, help="first day (default 2013-01-01)")
+    catchup = sub.add_parser("catchup", help="run the sensors and automation here until nothing is requested",
+                             description="Evaluate the landing sensor and the automation conditions in this process "
+                                         "and execute what they request until nothing more is; then print a per-day "
+                                         "summary (predicted, labelled, trained, champion).")
+    catchup.set_defaults(func=cmd_catchup)
+
+    demo = sub.add_parser("demo", help="replay days as evenings and mornings: land --as-of + catchup",
+                          description="For each delivery instant of N days from --start (the schedule and weather "
+                                      "the evening before, the outcomes the morning after), land what was delivered "
+                                      "and catch up. Exits non-zero if a run failed.")
+    demo.add_argument("--days", type=_positive, default=10, help="number of days (default 10)")
+    demo.add_argument("--start", type=_day, help="first day (default: the feed's first day)")
     demo.set_defaults(func=cmd_demo)
 
-    backfill = sub.add_parser(
-        "backfill", help="start a backfill of landed days through the Dagster instance",
-        description="Register an asset backfill of --start..--end in the instance at $DAGSTER_HOME (visible in "
-                    "the UI). The backfill daemon executes it (`make ui` / `dagster dev`, or `dagster-daemon "
-                    "run`): the data layer as one run for the whole range, the models one run per day. "
-                    "With --assets data, automation then carries the models forward.")
+    backfill = sub.add_parser("backfill", help="backfill landed days through the Dagster instance",
+                              description="Register an asset backfill of the asset-days of --start..--end not yet "
+                                          "stored (every one with --force) in the instance at $DAGSTER_HOME. The "
+                                          "backfill daemon executes it, or this process with --wait (progress, "
+                                          "Ctrl-C cancels, a rerun resumes). Ends with a per-day summary.")
     backfill.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD")
     backfill.add_argument("--end", type=_day, required=True, help="last day (inclusive), YYYY-MM-DD")
-    backfill.add_argument("--assets", choices=["data", "all"], default="data",
-                          help="data: raw_flights, raw_weather, flight_features, data_profile (default); "
-                               "all: every daily asset (models from the second day on)")
-    backfill.add_argument("--wait", action="store_true",
-                          help="execute it in this process (no daemon needed) and wait for the result")
+    backfill.add_argument("--assets", choices=["data", "all"], default="all",
+                          help="data: the data layer; all: every daily asset (default)")
+    backfill.add_argument("--wait", action="store_true", help="execute it in this process and wait for the result")
+    backfill.add_argument("--force", action="store_true", help="recompute asset-days already stored")
     backfill.set_defaults(func=cmd_backfill)
 
-    serve = sub.add_parser("serve", help="serve the champion bundle over HTTP (FastAPI + onnxruntime)",
-                           description="Load the champion bundle (or --bundle), verify its MANIFEST and answer "
-                                       "POST /predict, GET /health, GET /model. Binds 127.0.0.1 unless --host.")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser("serve", help="serve the champion over HTTP, following promotions and rollbacks",
+                           description="FastAPI + onnxruntime over the champion bundle (MANIFEST verified): "
+                                       "POST /predict, GET /health, GET /model, /docs. Follows the champion without a "
+                                       "restart; binds 127.0.0.1 unless --host.")
+    serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
-    serve.add_argument("--bundle", help="a bundle folder (default: the champion's)")
-    serve.add_argument("--log-dir", help="prediction log folder (default $ML_ASSETS_HOME/predictions)")
+    serve.add_argument("--bundle", help="serve this bundle folder only (default: follow the champion)")
     serve.set_defaults(func=cmd_serve)
 
     rollback = sub.add_parser("rollback", help="move the champion back (to the previous one by default)",
-                              description="Point the champion (history and MLflow alias) back to the champion it "
-                                          "replaced, or to --to VERSION; batch predictions use it from the "
-                                          "newest landed day on.")
+                              description="Materialize the newest champion day as a rollback to the champion it "
+                                          "replaced (or --to VERSION); moves the MLflow alias; exits non-zero when "
+                                          "the alias did not move.")
     rollback.add_argument("--to", help="an earlier champion version, e.g. 1.3.0")
     rollback.add_argument("--line", help="model line of --to when several lines have that version")
     rollback.add_argument("--reason", default="manual rollback (ml-assets rollback)")
     rollback.set_defaults(func=cmd_rollback)
 
-    status = sub.add_parser("status", help="champion, its version, age and metrics; newest landed day",
-                            description="Print the champion (model line, version, when and on which data day it "
-                                        "was promoted), its verified bundle metrics, and the newest landed day.")
+    status = sub.add_parser("status", help="champion, its version and metrics; newest landed day")
     status.set_defaults(func=cmd_status)
     return parser
 
 
+def _known_errors() -> dict[type, int]:
+    from ml_assets.core.bundle import BundleIntegrityError
+    from ml_assets.core.dates import InvalidPartitionKey
+    from ml_assets.core.landing import LandingFileError, LandingFileMissing, OutOfRange
+    from ml_assets.core.spec import SpecError
+    from ml_assets.ops.locks import InstanceBusy
+    from ml_assets.settings import SettingsError
+
+    return {_UserError: EXIT_INPUT, OutOfRange: EXIT_INPUT, SpecError: EXIT_INPUT, SettingsError: EXIT_INPUT,
+            InvalidPartitionKey: EXIT_INPUT, LandingFileMissing: EXIT_INPUT, LandingFileError: EXIT_INPUT,
+            InstanceBusy: EXIT_BUSY, BundleIntegrityError: EXIT_BUNDLE}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "end", None) and args.end < args.start:
-        build_parser().error(f"--end {args.end} is before --start {args.start}")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - the known ones become one line; the rest keep their traceback
+        known = _known_errors()
+        code = getattr(exc, "code", None) if isinstance(exc, _UserError) else next(
+            (c for t, c in known.items() if isinstance(exc, t)), None)
+        if code is None or args.debug:
+            raise
+        where = f" [{type(exc).__name__}]" if not isinstance(exc, _UserError) else ""
+        print(f"ml-assets {args.command}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}{where}",
+              file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

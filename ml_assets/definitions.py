@@ -1,79 +1,88 @@
-"""The one ``Definitions``: resources are chosen from the environment when it is built.
+"""The one ``Definitions``: the graph derived from the dataset spec, resources chosen from the environment,
+both decided when it is built (never at import time of the modules it uses).
 
     ML_ASSETS_ENV=local (default)   storage under ML_ASSETS_HOME (./.ml_assets), MLflow in a SQLite file there,
                                     multiprocess executor
     ML_ASSETS_ENV=production        ML_ASSETS_HOME=s3://bucket/prefix, MLFLOW_TRACKING_URI=http(s)://server,
                                     Celery executor; endpoints and secrets from the environment, never from code
+See ``ml_assets.settings`` for every setting.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
 import dagster as dg
 
-from ml_assets import settings
-from ml_assets.defs.automation import SCHEDULES, SENSORS, automated
-from ml_assets.defs.data.assets import flight_features, planes, raw_flights, raw_weather
-from ml_assets.defs.data.profile import DataQualitySettings, data_profile
-from ml_assets.defs.deployment.bundle import PromotionSettings, deployment_bundle
-from ml_assets.defs.deployment.champion import champion
-from ml_assets.defs.deployment.predictions import batch_predictions, live_performance
-from ml_assets.defs.deployment.sensors import retrain_on_degradation
-from ml_assets.defs.models.candidates import torch_model, xgboost_model
-from ml_assets.defs.models.evaluation import EvaluationSettings, model_evaluation, onnx_model
-from ml_assets.defs.models.training_set import DEFAULT_WINDOW_DAYS, build_training_set
-from ml_assets.resources.executors import build_executor
-from ml_assets.resources.models import ModelFilesIOManager
-from ml_assets.resources.storage import PolarsParquetIOManager, StorageRoot
-from ml_assets.resources.tracking import MLflowTracking
+# Beta/preview APIs used on purpose, each documented where used (backfill policies, partitioned checks,
+# partition mappings that allow days before the feed).
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-DATA_ASSETS = [raw_flights, raw_weather, planes, flight_features, data_profile]
-DEPLOYMENT_ASSETS = [deployment_bundle, champion, batch_predictions, live_performance]
+from ml_assets import settings as S
+from ml_assets.defs.blueprint import Blueprint
 
 
-@automated  # automation conditions, freshness policies and automation checks: defs/automation/conditions.py
-def build_assets(window_days: int = DEFAULT_WINDOW_DAYS) -> list:
-    return [*DATA_ASSETS, build_training_set(window_days), xgboost_model, torch_model, model_evaluation, onnx_model,
-            *DEPLOYMENT_ASSETS]
+def blueprint(s: S.Settings) -> Blueprint:
+    from ml_assets.core.spec import load_spec
+
+    return Blueprint(spec=load_spec(s.dataset), families=s.families, window_days=s.window_days)
 
 
-ASSETS = build_assets()
+def build_assets(bp: Blueprint) -> tuple[list, list, list]:
+    """(assets with automation, sensors, schedules): the whole graph, derived from the blueprint."""
+    from ml_assets.defs import automation, data, deployment, models, monitoring
+
+    assets = [*data.build(bp), *models.build(bp), *deployment.build(bp), *monitoring.build(bp)]
+    return automation.build(bp, assets)
 
 
-def _tracking(root: str, env: str) -> MLflowTracking:
+def _tracking(s: S.Settings, dataset: str):
+    from ml_assets.resources.tracking import MLflowTracking
+
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri and env == "local" and "://" not in root:
-        uri = f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
+    if not uri and s.env == "local" and "://" not in s.home:
+        uri = f"sqlite:///{os.path.join(s.home, 'mlflow', 'mlflow.db')}"
     # Production without MLFLOW_TRACKING_URI: the data layer still runs; training says what is missing.
     artifacts = os.environ.get("ML_ASSETS_MLFLOW_ARTIFACTS") or (
-        None if "://" in root else f"file://{os.path.join(root, 'mlflow', 'artifacts')}")
-    return MLflowTracking(tracking_uri=uri, artifact_location=artifacts,
-                          ui_url=os.environ.get("ML_ASSETS_MLFLOW_UI", "http://127.0.0.1:5000"))
+        None if "://" in s.home else f"file://{os.path.join(s.home, 'mlflow', 'artifacts')}")
+    return MLflowTracking(tracking_uri=uri, artifact_location=artifacts, experiment=f"ml_assets/{dataset}",
+                          ui_url=s.mlflow_ui,
+                          dagster_ui_url=os.environ.get("ML_ASSETS_DAGSTER_UI", "http://127.0.0.1:3000").rstrip("/"))
 
 
-def build_resources(home: str | None = None, env: str | None = None) -> dict:
-    root = home or settings.home()
-    env = env or settings.environment()
-    if env == "production" and "://" not in root:
-        raise ValueError(f"ML_ASSETS_ENV=production needs an object-store ML_ASSETS_HOME (s3://...), got {root!r}")
+def build_resources(s: S.Settings, dataset: str) -> dict:
+    from ml_assets.defs.data.profile import DataQualitySettings
+    from ml_assets.defs.deployment.champion import PromotionSettings
+    from ml_assets.defs.models.onnx import EvaluationSettings
+    from ml_assets.defs.monitoring.live import MonitoringSettings
+    from ml_assets.resources.storage import JsonIOManager, ModelFilesIOManager, PolarsParquetIOManager, StorageRoot
+
+    if s.env == "production" and "://" not in s.home:
+        raise S.SettingsError(f"ML_ASSETS_ENV=production needs an object-store ML_ASSETS_HOME (s3://...), "
+                              f"got {s.home!r}")
     return {
-        "storage": StorageRoot(root=root),
-        "io_manager": PolarsParquetIOManager(root=root),
-        "model_io_manager": ModelFilesIOManager(root=root),
-        "mlflow": _tracking(root, env),
+        "storage": StorageRoot(root=s.home),
+        "io_manager": PolarsParquetIOManager(root=s.home),
+        "model_io_manager": ModelFilesIOManager(root=s.home),
+        "json_io_manager": JsonIOManager(root=s.home),
+        "mlflow": _tracking(s, dataset),
         "data_quality": DataQualitySettings(),
         "evaluation_settings": EvaluationSettings(),
         "promotion_settings": PromotionSettings(),
+        "monitoring": MonitoringSettings(),
     }
 
 
-def build_definitions(home: str | None = None, env: str | None = None,
-                      window_days: int | None = None) -> dg.Definitions:
-    env = env or settings.environment()
-    window = window_days or int(os.environ.get("ML_ASSETS_WINDOW_DAYS", DEFAULT_WINDOW_DAYS))
-    return dg.Definitions(assets=build_assets(window), resources=build_resources(home, env),
-                          executor=build_executor(env), sensors=[*SENSORS, retrain_on_degradation],
-                          schedules=SCHEDULES)
+def build_definitions(**overrides) -> dg.Definitions:
+    """``overrides``: the keyword arguments of ``ml_assets.settings.load`` (home_, env, dataset, families, ...)."""
+    from ml_assets.resources.executors import build_executor
+
+    s = S.load(**overrides)
+    bp = blueprint(s)
+    assets, sensors, schedules = build_assets(bp)
+    return dg.Definitions(assets=assets, resources=build_resources(s, bp.spec.name), executor=build_executor(s.env),
+                          sensors=sensors, schedules=schedules)
 
 
 defs = build_definitions()

@@ -1,8 +1,16 @@
-"""Behavioral checks: properties a sound late-flight model has, whatever its AUC.
+"""Behavioral checks: properties a sound model has, whatever its AUC (declared in the spec's ``behavior``).
 
-Each check takes ``predict(frame) -> p_late`` over the FULL feature frame (keys included), so that a model
-that secretly reads a column it should ignore is caught. Each returns a dict: ``check``, ``passed``,
-``tried`` (what was changed) and the numbers behind the verdict.
+Each check takes ``predict(frame) -> probabilities`` over the FULL feature frame (keys and carried identifiers
+included), changes the rows in one realistic way and compares predictions on the SAME rows. Each returns a
+dict: ``check``, ``passed``, ``tried`` (what was changed) and the numbers behind the verdict.
+
+- invariance: identifiers (tail number, flight number) must not move predictions at all;
+- directional: worse conditions within a realistic range (visibility at most 1 mile, +0.05 in/h of rain) must
+  not move many rows the other way: the share of rows whose probability drops by more than ``eps`` must stay
+  at most ``max_wrong_share`` (calibrated on real days; a sound tree model moves a few rows the wrong way
+  through interactions, a model that learned the reverse moves most of them);
+- robustness: tiny noise on continuous columns moves predictions little;
+- edge inputs: unknown categories and missing values give finite probabilities in [0, 1].
 """
 from __future__ import annotations
 
@@ -11,22 +19,15 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from ml_assets.core.features import CATEGORICAL, NUMERIC, WEATHER_COLUMNS
+from ml_assets.core.spec import DatasetSpec, Directional
 
 Predict = Callable[[pl.DataFrame], np.ndarray]
 
 INVARIANCE_EPS = 1e-6
-# Mean p_late may drop by at most this much under worse weather (numerical slack, not a real drop).
-DIRECTIONAL_SLACK = 1e-3
-# Noise of 1% of a column's std must move predictions little on average and never by much.
+WRONG_WAY_EPS = 1e-4  # a drop smaller than this is numerical, not a move
 ROBUSTNESS_NOISE_SCALE = 0.01
 ROBUSTNESS_MEAN_TOL = 0.01
 ROBUSTNESS_MAX_TOL = 0.2
-# Worse but plausible weather (in-distribution, so the check tests the model rather than extrapolation):
-# 1 mile visibility is the ~2nd percentile of departures; +0.05 in/hour of rain is moderate rain.
-LOW_VISIBILITY_MILES = 1.0
-EXTRA_PRECIP_INCHES = 0.05
-CONTINUOUS_COLUMNS = ["distance", "temp", "dewp", "humid", "wind_speed", "wind_gust", "pressure", "visib"]
 UNKNOWN_CATEGORY = "__unknown__"
 
 
@@ -34,93 +35,105 @@ def _p(predict: Predict, frame: pl.DataFrame) -> np.ndarray:
     return np.asarray(predict(frame), dtype=np.float64).ravel()
 
 
-def _result(check: str, passed: bool, tried: str, **numbers) -> dict:
-    return {"check": check, "passed": bool(passed), "tried": tried, **numbers}
+def _result(check: str, passed: bool, tried: str, rows: int, **numbers) -> dict:
+    return {"check": check, "passed": bool(passed) and rows > 0, "tried": tried, "rows": rows,
+            **({} if rows else {"reason": "no rows to try it on"}), **numbers}
 
 
-def invariance_check(predict: Predict, frame: pl.DataFrame, eps: float = INVARIANCE_EPS, seed: int = 0) -> dict:
-    """Tail number and flight number are identifiers, not inputs: rewriting them must not move p_late."""
+def invariance_check(predict: Predict, frame: pl.DataFrame, columns: list[str], seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    changed = frame.with_columns(
-        tailnum=pl.Series(rng.permutation(frame.get_column("tailnum").to_numpy())).cast(pl.String),
-        flight=(pl.col("flight") + 1000 + pl.int_range(pl.len())).cast(frame.schema["flight"]),
-    )
-    diff = np.abs(_p(predict, changed) - _p(predict, frame))
+    changes = []
+    for column in columns:
+        values = frame.get_column(column)
+        if values.dtype.is_numeric():
+            changes.append((values + 1000 + pl.Series(np.arange(frame.height))).cast(values.dtype).alias(column))
+        else:
+            changes.append(pl.Series(column, rng.permutation(values.to_numpy())).cast(values.dtype))
+    diff = np.abs(_p(predict, frame.with_columns(changes)) - _p(predict, frame)) if frame.height else np.zeros(0)
     max_diff = float(diff.max()) if diff.size else 0.0
-    return _result("invariance", max_diff <= eps, "shuffled tailnum, renumbered flight",
-                   max_abs_change=max_diff, eps=eps, rows=frame.height)
+    return _result("invariance", max_diff <= INVARIANCE_EPS, f"rewrote {', '.join(columns)}", frame.height,
+                   max_abs_change=max_diff, eps=INVARIANCE_EPS)
 
 
-def _worse_weather(frame: pl.DataFrame, change: str) -> pl.DataFrame:
-    if change == "lower_visibility":
-        return frame.with_columns(visib=pl.min_horizontal(pl.col("visib"), pl.lit(LOW_VISIBILITY_MILES)))
-    if change == "more_precipitation":
-        return frame.with_columns(precip=pl.col("precip").fill_null(0.0) + EXTRA_PRECIP_INCHES)
-    raise ValueError(f"unknown weather change {change!r}")
+def _moved(frame: pl.DataFrame, d: Directional) -> pl.DataFrame:
+    value = pl.col(d.column)
+    if d.fill_null is not None:
+        value = value.fill_null(d.fill_null)
+    if d.set_at_most is not None:
+        value = pl.min_horizontal(value, pl.lit(d.set_at_most))
+    else:
+        value = value + d.add
+    return frame.with_columns(value.cast(frame.schema[d.column]).alias(d.column))
 
 
-def directional_check(
-    predict: Predict, frame: pl.DataFrame, slack: float = DIRECTIONAL_SLACK,
-    changes: tuple[str, ...] = ("lower_visibility", "more_precipitation"),
-) -> dict:
-    """Worse weather (visibility at most 1 mile; +0.05 in/hour of rain) must not lower mean p_late."""
-    base = float(_p(predict, frame).mean()) if frame.height else 0.0
+def directional_check(predict: Predict, frame: pl.DataFrame, changes: list[Directional],
+                      max_wrong_share: float) -> dict:
+    base = _p(predict, frame) if frame.height else np.zeros(0)
     shifts = {}
-    for change in changes:
-        shifts[change] = float(_p(predict, _worse_weather(frame, change)).mean()) - base if frame.height else 0.0
-    passed = all(s >= -slack for s in shifts.values())
-    return _result("directional", passed, ", ".join(changes), mean_p_late=base,
-                   mean_shift=shifts, slack=slack, rows=frame.height)
+    for d in changes:
+        moved = _p(predict, _moved(frame, d)) if frame.height else np.zeros(0)
+        delta = (moved - base) if d.direction == "up" else (base - moved)
+        shifts[d.column] = {"changed": d.description, "wrong_way_share": float(np.mean(delta < -WRONG_WAY_EPS))
+                            if delta.size else 0.0, "mean_shift": float(delta.mean()) if delta.size else 0.0}
+    worst = max((s["wrong_way_share"] for s in shifts.values()), default=0.0)
+    return _result("directional", worst <= max_wrong_share, "; ".join(d.description for d in changes), frame.height,
+                   worst_wrong_way_share=worst, max_wrong_share=max_wrong_share, changes=shifts)
 
 
-def robustness_check(
-    predict: Predict, frame: pl.DataFrame, noise_scale: float = ROBUSTNESS_NOISE_SCALE,
-    mean_tol: float = ROBUSTNESS_MEAN_TOL, max_tol: float = ROBUSTNESS_MAX_TOL, seed: int = 0,
-) -> dict:
-    """Gaussian noise of ``noise_scale`` x std on continuous columns: small mean and max change."""
+def robustness_check(predict: Predict, frame: pl.DataFrame, columns: list[str], seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     noisy = []
-    for column in CONTINUOUS_COLUMNS:
+    for column in columns:
         values = frame.get_column(column).cast(pl.Float64)
         std = float(values.std() or 0.0)
-        noise = rng.normal(0.0, noise_scale * std, frame.height)
-        noisy.append((values + pl.Series(noise)).alias(column))  # null + noise stays null
-    diff = np.abs(_p(predict, frame.with_columns(noisy)) - _p(predict, frame))
-    mean_diff = float(diff.mean()) if diff.size else 0.0
-    max_diff = float(diff.max()) if diff.size else 0.0
-    return _result("robustness", mean_diff <= mean_tol and max_diff <= max_tol,
-                   f"gaussian noise {noise_scale} x std on {', '.join(CONTINUOUS_COLUMNS)}",
-                   mean_abs_change=mean_diff, max_abs_change=max_diff, mean_tol=mean_tol, max_tol=max_tol)
+        noisy.append((values + pl.Series(rng.normal(0.0, ROBUSTNESS_NOISE_SCALE * std, frame.height))).alias(column))
+    diff = np.abs(_p(predict, frame.with_columns(noisy)) - _p(predict, frame)) if frame.height else np.zeros(0)
+    mean_diff, max_diff = (float(diff.mean()), float(diff.max())) if diff.size else (0.0, 0.0)
+    return _result("robustness", mean_diff <= ROBUSTNESS_MEAN_TOL and max_diff <= ROBUSTNESS_MAX_TOL,
+                   f"gaussian noise {ROBUSTNESS_NOISE_SCALE} x std on {', '.join(columns)}", frame.height,
+                   mean_abs_change=mean_diff, max_abs_change=max_diff, mean_tol=ROBUSTNESS_MEAN_TOL,
+                   max_tol=ROBUSTNESS_MAX_TOL)
 
 
-def edge_inputs_check(predict: Predict, frame: pl.DataFrame) -> dict:
-    """Unknown categories, all-missing weather, everything missing: finite probabilities in [0, 1]."""
-    cases = {
-        "unknown_categories": frame.with_columns(pl.lit(UNKNOWN_CATEGORY).alias(c) for c in CATEGORICAL),
-        "missing_weather": frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in WEATHER_COLUMNS),
-        "all_missing": frame.with_columns(
-            *(pl.lit(None, dtype=pl.Float64).alias(c) for c in NUMERIC),
-            *(pl.lit(None, dtype=pl.String).alias(c) for c in CATEGORICAL),
-        ),
-    }
+def edge_inputs_check(predict: Predict, frame: pl.DataFrame, categorical: list[str], numeric: list[str]) -> dict:
+    cases = {"unknown_categories": frame.with_columns(pl.lit(UNKNOWN_CATEGORY).alias(c) for c in categorical),
+             "all_missing": frame.with_columns(*(pl.lit(None, dtype=pl.Float64).alias(c) for c in numeric),
+                                               *(pl.lit(None, dtype=pl.String).alias(c) for c in categorical))}
     outcomes = {}
     for name, case in cases.items():
-        p = _p(predict, case)
+        p = _p(predict, case) if case.height else np.zeros(0)
         finite = p[np.isfinite(p)]
-        outcomes[name] = {
-            "rows": int(p.size),
-            "non_finite": int(p.size - finite.size),
-            "valid": bool(p.size == case.height and finite.size == p.size and np.all((p >= 0) & (p <= 1))),
-            "min": float(finite.min()) if finite.size else None,
-            "max": float(finite.max()) if finite.size else None,
-        }
-    return _result("edge_inputs", all(o["valid"] for o in outcomes.values()), ", ".join(cases), cases=outcomes)
+        outcomes[name] = {"rows": int(p.size), "non_finite": int(p.size - finite.size),
+                          "valid": bool(finite.size == p.size and np.all((p >= 0) & (p <= 1)))}
+    return _result("edge_inputs", all(o["valid"] for o in outcomes.values()), ", ".join(cases), frame.height,
+                   cases=outcomes)
 
 
-def run_behavior_checks(predict: Predict, frame: pl.DataFrame, seed: int = 0) -> list[dict]:
-    return [
-        invariance_check(predict, frame, seed=seed),
-        directional_check(predict, frame),
-        robustness_check(predict, frame, seed=seed),
-        edge_inputs_check(predict, frame),
-    ]
+CHECKS = {
+    "invariance": "identifiers do not move predictions",
+    "directional": "worse conditions do not move many rows the other way",
+    "robustness": "tiny numeric noise gives tiny changes",
+    "edge_inputs": "unknown categories and missing values give finite probabilities in [0, 1]",
+}
+REFUSING = {"directional", "edge_inputs"}  # a candidate failing these is not a candidate
+
+
+def run_behavior_checks(predict: Predict, frame: pl.DataFrame, spec: DatasetSpec, seed: int = 0) -> list[dict]:
+    b = spec.behavior
+    out = []
+    if b.invariant:
+        out.append(invariance_check(predict, frame, b.invariant, seed))
+    if b.directional:
+        out.append(directional_check(predict, frame, b.directional, b.max_wrong_share))
+    if b.robust:
+        out.append(robustness_check(predict, frame, b.robust, seed))
+    out.append(edge_inputs_check(predict, frame, spec.features.categorical,
+                                 [*spec.features.numeric, *spec.history_columns]))
+    return out
+
+
+def checks_declared(spec: DatasetSpec) -> dict[str, str]:
+    b = spec.behavior
+    present = {"invariance": bool(b.invariant), "directional": bool(b.directional), "robustness": bool(b.robust),
+               "edge_inputs": True}
+    return {name: text for name, text in CHECKS.items() if present[name]}

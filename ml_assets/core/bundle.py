@@ -1,13 +1,14 @@
-"""Deployment bundles: ``bundles/<version>/`` with everything a server needs and nothing it must trust blindly.
+"""Deployment bundles: ``bundles/<line>/<version>/`` with everything a server needs and nothing it must trust blindly.
 
 Files (all open formats, nothing pickled):
 
-- ``model.onnx``     the graph over raw feature columns (see ``onnx_export`` for its contract);
+- ``model.onnx``     the graph over the feature columns (see ``onnx_export`` for its contract);
 - ``features.json``  version, model line, family, feature code version, the ONNX inputs (name, dtype, shape,
                      kind) and output, categorical vocabularies and the decision threshold from the model spec;
 - ``metrics.json``   holdout metrics (overall, slices, latency, size) as given; NaN/inf stored as null;
-- ``lineage.json``   data and code versions, MLflow run, parent champion, as given;
-- ``model_card.md``  rendered from the above;
+- ``lineage.json``   data and code versions, training span, MLflow run, as given;
+- ``dataset.json``   the dataset spec the features were built with (a server builds the same features);
+- ``model_card.md``, ``data_card.md``  rendered from the above;
 - ``MANIFEST``       ``<sha256>  <name>`` per other file, sorted by name (``sha256sum -c`` can check it).
 
 Writing is atomic. Local: the folder is built as a hidden temp folder beside the target, then renamed into
@@ -35,8 +36,7 @@ import numpy as np
 import polars as pl
 from upath import UPath
 
-from ml_assets.core.features import CATEGORICAL, FEATURE_CODE_VERSION
-from ml_assets.core.semver import model_line, parse_version
+from ml_assets.core.semver import parse_version
 from ml_assets.core.storage import atomic_write_bytes, is_local
 from ml_assets.core.versioning import bytes_hash
 
@@ -45,11 +45,12 @@ MODEL_FILE = "model.onnx"
 FEATURES_FILE = "features.json"
 METRICS_FILE = "metrics.json"
 LINEAGE_FILE = "lineage.json"
+DATASET_FILE = "dataset.json"
 CARD_FILE = "model_card.md"
+DATA_CARD_FILE = "data_card.md"
 MANIFEST_FILE = "MANIFEST"
-BUNDLE_FILES = (MODEL_FILE, FEATURES_FILE, METRICS_FILE, LINEAGE_FILE, CARD_FILE)
-FORMAT_VERSION = 1
-OUTPUT = "p_late"
+BUNDLE_FILES = (MODEL_FILE, FEATURES_FILE, METRICS_FILE, LINEAGE_FILE, DATASET_FILE, CARD_FILE, DATA_CARD_FILE)
+FORMAT_VERSION = 2
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9_.-]+)$")
 _ONNX_DTYPES = {"tensor(string)": "string", "tensor(float)": "float32", "tensor(double)": "float64",
                 "tensor(int64)": "int64"}
@@ -111,12 +112,9 @@ def bundle_path(root: UPath | str | os.PathLike, line: str, version: str) -> UPa
 
 
 def _session(model_bytes: bytes, threads: int = 1):
-    import onnxruntime as ort
+    from ml_assets.core.onnx_export import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return onnx_session(model_bytes, threads)
 
 
 def _io_spec(arg, categorical: set[str]) -> dict[str, Any]:
@@ -126,24 +124,25 @@ def _io_spec(arg, categorical: set[str]) -> dict[str, Any]:
             "kind": kind}
 
 
-def features_spec(model_bytes: bytes, model_spec: dict[str, Any], version: str,
-                  feature_code_version: str = FEATURE_CODE_VERSION) -> dict[str, Any]:
+def features_spec(model_bytes: bytes, model_spec: dict[str, Any], version: str, model_line: str,
+                  feature_code_version: str) -> dict[str, Any]:
     """``features.json``: the input schema read from the ONNX graph itself plus the model spec's vocabularies."""
     session = _session(model_bytes)
-    family = model_spec.get("family")
-    categorical = set(model_spec.get("categorical", CATEGORICAL))
+    categorical = set(model_spec.get("categorical", []))
     inputs = [_io_spec(i, categorical) for i in session.get_inputs()]
     outputs = [_io_spec(o, set()) for o in session.get_outputs()]
-    if OUTPUT not in [o["name"] for o in outputs]:
-        raise ValueError(f"model.onnx has no {OUTPUT!r} output (outputs: {[o['name'] for o in outputs]})")
+    expected = model_spec.get("output")
+    if expected not in [o["name"] for o in outputs]:
+        raise ValueError(f"model.onnx has no {expected!r} output (outputs: {[o['name'] for o in outputs]})")
     return {
         "format_version": FORMAT_VERSION,
         "version": version,
-        "family": family,
-        "model_line": model_line(family),
+        "family": model_spec.get("family"),
+        "model_line": model_line,
         "feature_code_version": feature_code_version,
         "inputs": inputs,
-        "output": next(o for o in outputs if o["name"] == OUTPUT),
+        "output": next(o for o in outputs if o["name"] == expected),
+        "label": model_spec.get("label"),
         "categorical": [i["name"] for i in inputs if i["kind"] == "categorical"],
         "numeric": [i["name"] for i in inputs if i["kind"] == "numeric"],
         "vocabularies": {k: list(v) for k, v in (model_spec.get("vocabularies") or {}).items()},
@@ -177,44 +176,31 @@ def _kv_table(d: dict[str, Any], key: str = "metric") -> list[str]:
 _SLICE_COLUMNS = ["slice", "value", "rows", "late_rate", "roc_auc", "auc_gap", "pr_auc", "brier", "f1", "flagged"]
 
 
-def _slice_rows(slices: Any) -> list[dict[str, Any]]:
-    """``evaluate()``'s list of slice rows, or ``{slice: {value: metrics}}``."""
-    if isinstance(slices, list):
-        return [s for s in slices if isinstance(s, dict)]
-    if isinstance(slices, dict):
-        return [{"slice": name, "value": value, **(m if isinstance(m, dict) else {"metric": m})}
-                for name, values in slices.items() if isinstance(values, dict)
-                for value, m in values.items()]
-    return []
-
-
-def render_model_card(features: dict[str, Any], metrics: dict[str, Any], lineage: dict[str, Any]) -> str:
-    """``model_card.md``: intended use, data, metrics overall and by slice, cost, limitations, caveats."""
+def render_model_card(features: dict[str, Any], metrics: dict[str, Any], lineage: dict[str, Any],
+                      dataset: dict[str, Any]) -> str:
+    """``model_card.md``: intended use, data (with the training span), metrics overall and by slice, cost,
+    limitations; the task's own words come from the dataset spec."""
     m, lin = _jsonable(metrics), _jsonable(lineage)
-    version, line = features.get("version"), features.get("model_line") or "flight delay model"
+    card = dataset.get("card", {})
+    version, line = features.get("version"), features.get("model_line")
     overall = m.get("overall") or {}
-    slices = _slice_rows(m.get("slices"))
-    flagged = m.get("flagged_slices") or [f"{s.get('slice')}={s.get('value')}" for s in slices if s.get("flagged")]
-    threshold = features.get("threshold")
-    lines = [f"# Model card: {line} {version}", ""]
-    lines += ["## Intended use", "",
-              "Estimates `p_late`, the probability that a scheduled departure from a New York airport "
-              "(EWR, JFK, LGA) arrives more than 15 minutes late, from what is known the evening before: "
-              "schedule, route, carrier, plane and origin weather at the scheduled hour. Meant for ranking and "
-              "planning (which flights to watch), with the decision threshold "
-              f"{_fmt(threshold)} chosen on validation data for the best F1.", "",
-              "Not for: individual passenger decisions with financial or safety consequences, airports or "
-              "periods far from the training data, or as a causal statement about why a flight is late.", ""]
+    slices = [s for s in m.get("slices") or [] if isinstance(s, dict)]
+    flagged = m.get("flagged_slices") or []
+    output = (features.get("output") or {}).get("name")
+    span = lin.get("date_span") or ["?", "?"]
+    lines = [f"# Model card: {line} {version}", "", f"Task: {dataset.get('task', '')}", ""]
+    lines += ["## Intended use", "", f"Estimates `{output}`: {dataset.get('label', {}).get('positive', '')}. "
+              f"{card.get('intended_use', '')} Decision threshold {_fmt(features.get('threshold'))} (best F1 on the "
+              "validation days).", "", f"Not for: {card.get('not_for', '')}", ""]
     lines += ["## Model", "",
               f"- family: {_fmt(features.get('family'))}, model line `{line}`, version {version}",
               f"- feature code: {_fmt(features.get('feature_code_version'))}",
-              f"- inputs: {len(features.get('inputs', []))} raw columns ({', '.join(features.get('categorical', []))} "
-              "categorical; the rest numeric, NaN = missing); output `p_late`", ""]
-    lines += ["## Data and lineage", ""]
+              f"- inputs: {len(features.get('inputs', []))} columns ({', '.join(features.get('categorical', []))} "
+              f"categorical; the rest numeric, NaN = missing); output `{output}`", ""]
+    lines += ["## Data and lineage", "", f"Trained on {span[0]} .. {span[-1]} "
+              f"({_fmt(lin.get('train_rows'))} training rows, {_fmt(lin.get('valid_rows'))} validation rows); "
+              f"judged on the holdout day {_fmt(m.get('holdout_day'))}. See data_card.md.", ""]
     lines += _kv_table({k: v for k, v in lin.items()}, key="item") if lin else ["(no lineage recorded)"]
-    nested = {k: v for k, v in lin.items() if isinstance(v, dict)}
-    for name, value in nested.items():
-        lines += ["", f"{name}:", ""] + _kv_table(value, key="item")
     lines += ["", "## Metrics (holdout)", ""]
     lines += _kv_table(overall) if overall else ["(no overall metrics recorded)"]
     lines += ["", "## Metrics by slice", ""]
@@ -222,22 +208,32 @@ def render_model_card(features: dict[str, Any], metrics: dict[str, Any], lineage
     lines += _table(slices, columns) if slices else ["(no slice metrics recorded)"]
     lines += ["", f"Flagged slices (AUC well below overall): {', '.join(flagged) if flagged else 'none'}.", ""]
     cost = dict(m.get("latency") or {})
-    for key in ("size_bytes", "model_size_bytes"):
-        if key in m:
-            cost[key] = m[key]
+    if "size_bytes" in m:
+        cost["size_bytes"] = m["size_bytes"]
     lines += ["## Cost", ""] + (_kv_table(cost, key="measure") if cost else ["(not measured)"]) + [""]
-    lines += ["## Limitations", "",
-              "- Trained on a trailing window of recent days: seasonal patterns outside the window are not seen.",
-              "- Weather is the observed reading at the scheduled hour, standing in for a forecast; a real "
-              "forecast is noisier, so live accuracy can be lower than the holdout figures.",
-              "- Unknown carriers, destinations or routes are scored as \"unknown\", not refused; "
-              "unknown origin airports are refused by the server.",
-              "- Cancelled flights have no label and are excluded from the metrics.", ""]
-    lines += ["## Caveats", "",
-              "- Metrics come from one holdout day; slices with few rows are noisy and never flagged.",
-              "- Probabilities are calibrated on past data; check calibration after drift alerts.",
-              "- Small slices, new routes and holidays deserve human review before acting on scores.", ""]
+    lines += ["## Limitations", ""] + [f"- {x}" for x in card.get("limitations", [])]
+    lines += ["- Metrics come from one holdout day; slices with few rows are noisy and are not judged.", ""]
     return "\n".join(lines)
+
+
+def render_data_card(data: dict[str, Any], dataset: dict[str, Any]) -> str:
+    """``data_card.md``: the sources, the span trained on, row counts, the label rate and the known gaps."""
+    d = _jsonable(data)
+    sources = dataset.get("sources", {})
+    lines = [f"# Data card: {dataset.get('title', dataset.get('name'))}", "", "## Sources", ""]
+    lines += _table([{"source": name, "role": s.get("role"), "delivered": f"{s.get('delivered', {}).get('day_offset')}"
+                      f" day(s) from the event day at {s.get('delivered', {}).get('time')}",
+                      "description": s.get("description", "")} for name, s in sources.items()],
+                    ["source", "role", "delivered", "description"])
+    lines += ["", "## Training data", ""]
+    lines += _kv_table({k: v for k, v in d.items() if not isinstance(v, (list, dict))}, key="item")
+    if d.get("rows_per_day"):
+        lines += ["", "Rows and label rate per day:", ""]
+        lines += _table(d["rows_per_day"], ["date", "rows", "labelled", "positive_share", "split"])
+    lines += ["", "## Known gaps", ""]
+    gaps = d.get("gaps") or []
+    lines += [f"- {g}" for g in gaps] if gaps else ["- none in the window"]
+    return "\n".join(lines) + "\n"
 
 
 def manifest_bytes(files: dict[str, bytes]) -> bytes:
@@ -245,24 +241,24 @@ def manifest_bytes(files: dict[str, bytes]) -> bytes:
     return "".join(f"{bytes_hash(files[name])}  {name}\n" for name in sorted(files)).encode()
 
 
-def build_bundle_files(
-    version: str,
-    model_bytes: bytes,
-    model_spec: dict[str, Any] | bytes | str,
-    metrics: dict[str, Any],
-    lineage: dict[str, Any],
-    feature_code_version: str = FEATURE_CODE_VERSION,
-) -> dict[str, bytes]:
-    """Every bundle file, MANIFEST included, in memory (validated: the model loads in onnxruntime)."""
+def build_bundle_files(version: str, model_line: str, model_bytes: bytes, model_spec: dict[str, Any] | bytes | str,
+                       metrics: dict[str, Any], lineage: dict[str, Any], dataset: dict[str, Any],
+                       data: dict[str, Any], feature_code_version: str) -> dict[str, bytes]:
+    """Every bundle file, MANIFEST included, in memory (validated: the model loads in onnxruntime).
+
+    ``dataset`` is the dataset spec as JSON: the bundle carries the feature definitions its model was trained
+    with, so a server builds the very same features; ``data`` describes the training data (the data card)."""
     parse_version(version)
     spec = json.loads(model_spec) if isinstance(model_spec, (bytes, str)) else dict(model_spec)
-    features = features_spec(model_bytes, spec, version, feature_code_version)
+    features = features_spec(model_bytes, spec, version, model_line, feature_code_version)
     files = {
         MODEL_FILE: bytes(model_bytes),
         FEATURES_FILE: _json_bytes(features),
         METRICS_FILE: _json_bytes(metrics),
         LINEAGE_FILE: _json_bytes(lineage),
-        CARD_FILE: render_model_card(features, metrics, lineage).encode(),
+        DATASET_FILE: _json_bytes(dataset),
+        CARD_FILE: render_model_card(features, metrics, lineage, dataset).encode(),
+        DATA_CARD_FILE: render_data_card(data, dataset).encode(),
     }
     return {**files, MANIFEST_FILE: manifest_bytes(files)}
 
@@ -319,21 +315,14 @@ def _write_object_store(target: UPath, files: dict[str, bytes]) -> None:
     atomic_write_bytes(target / MANIFEST_FILE, files[MANIFEST_FILE])  # last: its presence means complete
 
 
-def write_bundle(
-    root: UPath | str | os.PathLike,
-    version: str,
-    model_bytes: bytes,
-    model_spec: dict[str, Any] | bytes | str,
-    metrics: dict[str, Any],
-    lineage: dict[str, Any],
-    feature_code_version: str = FEATURE_CODE_VERSION,
-) -> UPath:
-    """Write ``<root>/bundles/<model line>/<version>/`` atomically and return its path.
+def write_bundle(root: UPath | str | os.PathLike, files: dict[str, bytes]) -> UPath:
+    """Write the bundle ``files`` (``build_bundle_files``) to ``<root>/bundles/<model line>/<version>/``
+    atomically and return its path.
 
     Idempotent for identical content; a different bundle under an existing version raises ``BundleExistsError``.
     """
-    files = build_bundle_files(version, model_bytes, model_spec, metrics, lineage, feature_code_version)
-    target = bundle_path(root, json.loads(files[FEATURES_FILE])["model_line"], version)
+    features = json.loads(files[FEATURES_FILE])
+    target = bundle_path(root, features["model_line"], features["version"])
     existing = _existing_manifest(target)
     if existing is not None:
         if existing == files[MANIFEST_FILE]:
@@ -395,10 +384,16 @@ def verify_files(present: dict[str, bytes], where: str = "bundle") -> dict[str, 
 
 
 def _read_folder(folder: UPath) -> dict[str, bytes]:
+    """Every file of the folder; symlinks (a file or the folder itself) are refused, never followed."""
+    if is_local(folder) and os.path.islink(os.fspath(folder)):
+        raise BundleIntegrityError(f"{folder} is a symlink: bundles are never read through links", path=str(folder))
     if not folder.exists() or not folder.is_dir():
         raise BundleIntegrityError(f"no bundle at {folder}", path=str(folder))
     files = {}
     for entry in folder.iterdir():
+        if is_local(entry) and os.path.islink(os.fspath(entry)):
+            raise BundleIntegrityError(f"{folder}/{entry.name} is a symlink: bundle files are never followed "
+                                       "through links", path=str(folder), file=entry.name)
         if entry.is_dir():
             raise BundleIntegrityError(f"{folder}/{entry.name}/ is an unexpected folder in the bundle",
                                        path=str(folder), file=entry.name)
@@ -414,8 +409,13 @@ class Bundle:
     features: dict[str, Any] = field(repr=False)
     metrics: dict[str, Any] = field(repr=False)
     lineage: dict[str, Any] = field(repr=False)
+    dataset: dict[str, Any] = field(repr=False)
     model_card: str = field(repr=False)
     manifest: dict[str, str] = field(repr=False)
+
+    @property
+    def output(self) -> str:
+        return self.features["output"]["name"]
 
     @property
     def family(self) -> str | None:
@@ -460,10 +460,10 @@ class Bundle:
         return feed
 
     def score(self, frame: pl.DataFrame, session=None) -> np.ndarray:
-        """p_late (float64 copy of the float32 output) for every row of a feature frame."""
+        """The probability (float64 copy of the float32 output) for every row of a feature frame."""
         if frame.height == 0:
             return np.zeros(0, dtype=np.float64)
-        (p,) = (session or self.session()).run([OUTPUT], self.feed(frame))
+        (p,) = (session or self.session()).run([self.output], self.feed(frame))
         return np.asarray(p, dtype=np.float64).ravel()
 
 
@@ -477,6 +477,7 @@ def load_bundle(path: UPath | str | os.PathLike) -> Bundle:
         features = json.loads(present[FEATURES_FILE])
         metrics = json.loads(present[METRICS_FILE])
         lineage = json.loads(present[LINEAGE_FILE])
+        dataset = json.loads(present[DATASET_FILE])
         card = present[CARD_FILE].decode("utf-8")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleIntegrityError(f"{where}: unreadable bundle file ({exc})", path=where) from exc
@@ -485,7 +486,7 @@ def load_bundle(path: UPath | str | os.PathLike) -> Bundle:
                                    f"{features.get('format_version')!r} (expected {FORMAT_VERSION})",
                                    path=where, file=FEATURES_FILE)
     return Bundle(path=where, version=str(features["version"]), model_bytes=present[MODEL_FILE], features=features,
-                  metrics=metrics, lineage=lineage, model_card=card, manifest=manifest)
+                  metrics=metrics, lineage=lineage, dataset=dataset, model_card=card, manifest=manifest)
 
 
 def list_bundles(root: UPath | str | os.PathLike, line: str) -> list[str]:

@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
-
-from ml_assets.core.features import LABEL
-from ml_assets.core.plots import fit_bar_labels, png as _png
-
 DEFAULT_THRESHOLD = 0.5
 CALIBRATION_BINS = 10
-SLICE_COLUMNS = ("carrier", "origin", "hour_band")
 # A slice smaller than this is reported but never flagged: its AUC is too noisy to act on.
-MIN_SLICE_ROWS = 100
+MIN_SLICE_ROWS = 150
 # A slice whose AUC is this far below the overall AUC is flagged.
 SLICE_GAP_TOLERANCE = 0.05
-HOUR_BANDS = [(0, 6, "night"), (6, 12, "morning"), (12, 18, "afternoon"), (18, 24, "evening")]
 
 
 # ---------------------------------------------------------------- scalar metrics
@@ -159,45 +152,33 @@ def classification_metrics(y, p, threshold: float = DEFAULT_THRESHOLD) -> dict[s
 # ---------------------------------------------------------------- slices and the full evaluation
 
 
-def hour_band_expr(dep_hour: str = "dep_hour") -> pl.Expr:
-    expr = pl.lit(None, dtype=pl.String)
-    for low, high, name in reversed(HOUR_BANDS):
-        expr = pl.when((pl.col(dep_hour) >= low) & (pl.col(dep_hour) < high)).then(pl.lit(name)).otherwise(expr)
-    return expr.alias("hour_band")
+def slice_values(frame: pl.DataFrame, slices: Mapping[str, str]) -> pl.DataFrame:
+    """One column per slice (its SQL expression evaluated on the rows), as strings."""
+    return frame.select(pl.sql_expr(expr).cast(pl.String).alias(name) for name, expr in slices.items())
 
 
-def labelled_rows(frame: pl.DataFrame, p: np.ndarray) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """Rows with a label (cancelled flights have none), their labels and their predictions."""
+def labelled_rows(frame: pl.DataFrame, p: np.ndarray, label: str) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Rows with a label (e.g. cancelled flights have none), their labels and their predictions."""
     p = np.asarray(p, dtype=np.float64).ravel()
     if p.size != frame.height:
         raise ValueError(f"{p.size} predictions for {frame.height} rows")
-    keep = frame.get_column(LABEL).is_not_null().to_numpy()
+    keep = frame.get_column(label).is_not_null().to_numpy()
     rows = frame.filter(pl.Series(keep))
-    return rows, rows.get_column(LABEL).cast(pl.Float64).to_numpy(), p[keep]
+    return rows, rows.get_column(label).cast(pl.Float64).to_numpy(), p[keep]
 
 
-def slice_metrics(
-    frame: pl.DataFrame,
-    p: np.ndarray,
-    threshold: float,
-    overall_auc: float,
-    slices: Iterable[str] = SLICE_COLUMNS,
-    min_rows: int = MIN_SLICE_ROWS,
-    gap_tolerance: float = SLICE_GAP_TOLERANCE,
-) -> list[dict]:
-    """Metrics per value of each slice column (labelled rows only), with the AUC gap to overall."""
-    rows, y, p = labelled_rows(frame.with_columns(hour_band_expr()), p)
+def slice_metrics(values: pl.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float, overall_auc: float,
+                  min_rows: int = MIN_SLICE_ROWS, gap_tolerance: float = SLICE_GAP_TOLERANCE) -> list[dict]:
+    """Metrics per value of each slice column (``values``: the slice columns of the labelled rows)."""
     out = []
-    for column in slices:
-        values = rows.get_column(column).to_numpy()
-        for value in sorted({v for v in values if v is not None}):
-            in_slice = values == value
+    for column in values.columns:
+        column_values = values.get_column(column).to_numpy()
+        for value in sorted({v for v in column_values if v is not None}):
+            in_slice = column_values == value
             m = classification_metrics(y[in_slice], p[in_slice], threshold)
             gap = m["roc_auc"] - overall_auc
-            out.append({
-                "slice": column, "value": str(value), **m, "auc_gap": gap,
-                "flagged": bool(m["rows"] >= min_rows and not math.isnan(gap) and gap < -gap_tolerance),
-            })
+            out.append({"slice": column, "value": str(value), **m, "auc_gap": gap,
+                        "flagged": bool(m["rows"] >= min_rows and not math.isnan(gap) and gap < -gap_tolerance)})
     return out
 
 
@@ -207,19 +188,26 @@ def largest_gaps(slices: list[dict], top: int = 5, min_rows: int = MIN_SLICE_ROW
     return sorted(sized, key=lambda s: s["auc_gap"])[:top]
 
 
-def evaluate(frame: pl.DataFrame, p: np.ndarray, threshold: float | None = None) -> dict:
-    """Everything the report and the promotion gate need, on the labelled rows of ``frame``."""
+def evaluate(frame: pl.DataFrame, p: np.ndarray, threshold: float | None, label: str,
+             slices: Mapping[str, str] | None = None, min_rows: int = MIN_SLICE_ROWS) -> dict:
+    """Everything reports and gates need, on the labelled rows of ``frame`` (with the AUC's 95% interval)."""
+    from ml_assets.core.stats import auc_ci
+
     chosen = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    _, y, p_labelled = labelled_rows(frame, p)
+    rows, y, p_labelled = labelled_rows(frame, p, label)
     overall = classification_metrics(y, p_labelled, chosen)
-    slices = slice_metrics(frame, p, chosen, overall["roc_auc"])
+    if y.size and 0 < y.sum() < y.size:
+        overall["auc_ci_low"], overall["auc_ci_high"] = (float(v) for v in auc_ci(y, p_labelled))
+    else:
+        overall["auc_ci_low"] = overall["auc_ci_high"] = math.nan
+    result = slice_metrics(slice_values(rows, slices or {}), y, p_labelled, chosen, overall["roc_auc"], min_rows)
     return {
         "overall": overall,
         "threshold_source": "validation_best_f1" if threshold is not None else "default_0.5",
         "calibration": reliability_curve(y, p_labelled),
-        "slices": slices,
-        "largest_gaps": largest_gaps(slices),
-        "flagged_slices": [f"{s['slice']}={s['value']}" for s in slices if s["flagged"]],
+        "slices": result,
+        "largest_gaps": largest_gaps(result, min_rows=min_rows),
+        "flagged_slices": [f"{s['slice']}={s['value']}" for s in result if s["flagged"]],
     }
 
 
@@ -312,6 +300,10 @@ def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_roc(y, p) -> bytes:
+    from matplotlib.figure import Figure
+
+    from ml_assets.core.plots import png as _png
+
     fpr, tpr = roc_points(y, p)
     fig = Figure(figsize=(4, 4))
     ax = fig.add_subplot()
@@ -323,6 +315,10 @@ def plot_roc(y, p) -> bytes:
 
 
 def plot_pr(y, p) -> bytes:
+    from matplotlib.figure import Figure
+
+    from ml_assets.core.plots import png as _png
+
     y_arr, p_arr = _arrays(y, p)
     _, tp, fp = _descending_counts(y_arr, p_arr)
     fig = Figure(figsize=(4, 4))
@@ -335,6 +331,10 @@ def plot_pr(y, p) -> bytes:
 
 
 def plot_calibration(y, p) -> bytes:
+    from matplotlib.figure import Figure
+
+    from ml_assets.core.plots import png as _png
+
     curve = reliability_curve(y, p)
     fig = Figure(figsize=(4, 4))
     ax = fig.add_subplot()
@@ -346,23 +346,28 @@ def plot_calibration(y, p) -> bytes:
     return _png(fig)
 
 
-def plot_slices(slices: list[dict], overall_auc: float) -> bytes:
+def plot_slices(slices: list[dict], overall_auc: float, min_rows: int = MIN_SLICE_ROWS) -> bytes:
+    from matplotlib.figure import Figure
+
+    from ml_assets.core.plots import fit_bar_labels, png as _png
+
     rows = [s for s in slices if not math.isnan(s["roc_auc"])]
     fig = Figure(figsize=(6, max(2.5, 0.25 * len(rows) + 1)))
     ax = fig.add_subplot()
     labels = [f"{s['slice']}={s['value']}" for s in rows]
-    colors = ["tab:red" if s["flagged"] else "tab:blue" for s in rows]
+    colors = ["tab:red" if s["flagged"] else "tab:blue" if s["rows"] >= min_rows else "lightgrey" for s in rows]
     ax.barh(labels, [s["roc_auc"] for s in rows], color=colors)
     ax.axvline(overall_auc, color="black", linestyle="--")
-    ax.set(xlabel="ROC-AUC", title="AUC per slice (red: flagged)", xlim=(0.4, 1.0))
+    ax.set(xlabel="ROC-AUC (slices with fewer rows than the minimum are grey)", title="AUC per slice (red: flagged)",
+           xlim=(0.0, 1.0))
     ax.invert_yaxis()
     fit_bar_labels(fig, labels)
     return _png(fig)
 
 
-def evaluation_plots(frame: pl.DataFrame, p: np.ndarray, evaluation: dict) -> dict[str, bytes]:
+def evaluation_plots(frame: pl.DataFrame, p: np.ndarray, evaluation: dict, label: str) -> dict[str, bytes]:
     """PNG bytes by file name, ready to store next to the report."""
-    _, y, p_labelled = labelled_rows(frame, p)
+    _, y, p_labelled = labelled_rows(frame, p, label)
     return {
         "roc.png": plot_roc(y, p_labelled),
         "pr.png": plot_pr(y, p_labelled),

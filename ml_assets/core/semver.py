@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-MODEL_LINE_PREFIX = "flight_delay"
 FIRST_VERSION = "1.0.0"
 _VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _FAMILY = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -42,13 +41,6 @@ def parse_version(version: str) -> tuple[int, int, int]:
 
 def format_version(major: int, minor: int, patch: int) -> str:
     return f"{major}.{minor}.{patch}"
-
-
-def model_line(family: str) -> str:
-    """The registered model name of a family's line, e.g. ``xgboost`` -> ``flight_delay_xgboost``."""
-    if not isinstance(family, str) or not _FAMILY.match(family):
-        raise ValueError(f"invalid model family {family!r}: expected lower-case letters, digits, underscores")
-    return f"{MODEL_LINE_PREFIX}_{family}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,9 @@ _MISSING = object()
 def decide_version(previous: dict[str, Any] | None, candidate: dict[str, Any]) -> VersionDecision:
     """``next_version`` with the bump kind and the reasons (for lineage and the model card)."""
     _require(candidate, "candidate")
-    model_line(candidate["family"])
+    if not isinstance(candidate["family"], str) or not _FAMILY.match(candidate["family"]):
+        raise ValueError(f"invalid model family {candidate['family']!r}: expected lower-case letters, digits, "
+                         "underscores")
     if previous is None:
         return VersionDecision(FIRST_VERSION, "new_line", ("no previous version",))
     if "version" not in previous:
@@ -83,8 +77,7 @@ def decide_version(previous: dict[str, Any] | None, candidate: dict[str, Any]) -
     major, minor, patch = parse_version(previous["version"])
     if previous["family"] != candidate["family"]:
         return VersionDecision(FIRST_VERSION, "new_line", (
-            f"family {candidate['family']!r} differs from {previous['family']!r}: "
-            f"new model line {model_line(candidate['family'])}",))
+            f"family {candidate['family']!r} differs from {previous['family']!r}: a new model line",))
     reasons = []
     params = _changed_params(dict(previous["params"] or {}), dict(candidate["params"] or {}))
     if params:

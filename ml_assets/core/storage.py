@@ -41,10 +41,10 @@ def atomic_write_bytes(path: UPath, data: bytes) -> None:
         path.write_bytes(data)
 
 
-def write_parquet(path: UPath, frame: pl.DataFrame) -> int:
-    """Write ``frame`` atomically; returns the number of bytes written."""
+def write_parquet(path: UPath, frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> int:
+    """Write ``frame`` atomically (with optional key-value ``metadata``); returns the number of bytes written."""
     buf = io.BytesIO()
-    frame.write_parquet(buf, compression="zstd", statistics=True)
+    frame.write_parquet(buf, compression="zstd", statistics=True, metadata=metadata)
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return len(data)

@@ -28,3 +28,22 @@ def files_hash(files: dict[str, bytes]) -> str:
     for name in sorted(files):
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     return h.hexdigest()[:16]
+
+
+def json_hash(value) -> str:
+    import json
+
+    return bytes_hash(json.dumps(value, sort_keys=True, default=str).encode())[:16]
+
+
+def content_hash(value) -> str:
+    """The data version of any stored value: a frame, a set of files, a JSON record, or a refusal."""
+    reason = getattr(value, "reason", None)
+    if reason is not None:
+        inner = getattr(value, "value", None)
+        return bytes_hash(("refused:" + reason + (content_hash(inner) if inner is not None else "")).encode())[:16]
+    if isinstance(value, pl.DataFrame):
+        return frame_hash(value)
+    if isinstance(value, dict) and value and all(isinstance(v, (bytes, bytearray)) for v in value.values()):
+        return files_hash(value)
+    return json_hash(value)

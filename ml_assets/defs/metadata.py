@@ -1,7 +1,9 @@
-"""What a person wants to see on every materialization: rows, schema, preview, plots."""
+"""What a person wants to see on every materialization: rows, schema with descriptions, sortable tables, plots."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import math
 from typing import Any
 
 import dagster as dg
@@ -9,45 +11,69 @@ import polars as pl
 
 from ml_assets.core.schemas import Violation
 
+FLOAT_DIGITS = 4
 
-def markdown_table(frame: pl.DataFrame, max_rows: int = 10, float_digits: int = 4) -> str:
+
+def rounded(value: Any, digits: int = FLOAT_DIGITS) -> Any:
+    """Floats rounded for display (NaN stays NaN); other values as they are."""
+    if isinstance(value, float):
+        return value if math.isnan(value) or math.isinf(value) else round(value, digits)
+    return value
+
+
+def _column_type(dtype: pl.DataType) -> str:
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_float():
+        return "float"
+    if dtype == pl.Boolean:
+        return "bool"
+    return "string"
+
+
+def table(frame: pl.DataFrame, max_rows: int = 50, descriptions: dict[str, str] | None = None) -> dg.MetadataValue:
+    """A native (sortable) table in the UI, floats rounded, dates as text."""
     frame = frame.head(max_rows)
-
-    def cell(v: Any) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.{float_digits}g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
-
-
-def frame_metadata(frame: pl.DataFrame, preview_rows: int = 5) -> dict[str, Any]:
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
-    return {
-        "dagster/row_count": frame.height,
-        "dagster/column_schema": schema,
-        "preview": dg.MetadataValue.md(markdown_table(frame, preview_rows)),
-    }
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, _column_type(dtype), description=(descriptions or {}).get(name))
+                                     for name, dtype in frame.schema.items()])
+    records = []
+    for row in frame.iter_rows(named=True):
+        clean = {}
+        for k, v in row.items():
+            if isinstance(v, (dt.date, list, dict)):
+                v = str(v)
+            elif isinstance(v, float) and math.isnan(v):
+                v = None
+            clean[k] = rounded(v)
+        records.append(dg.TableRecord(clean))
+    return dg.MetadataValue.table(records=records, schema=schema)
 
 
-def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
+def frame_metadata(frame: pl.DataFrame, descriptions: dict[str, str] | None = None,
+                   preview_rows: int = 5) -> dict[str, Any]:
+    columns = [dg.TableColumn(name, str(dtype), description=(descriptions or {}).get(name))
+               for name, dtype in frame.schema.items()]
+    return {"dagster/row_count": frame.height, "dagster/column_schema": dg.TableSchema(columns=columns),
+            "preview": table(frame, preview_rows)}
+
+
+def png(png_bytes: bytes, title: str) -> dg.MetadataValue:
     """A PNG shown inline in the UI's metadata panel."""
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png_bytes).decode()})")
 
 
-def check_result(check_name: str, violations: list[Violation], asset_key: str | None = None,
-                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-                 **extra: Any) -> dg.AssetCheckResult:
+def numbers(values: dict[str, Any]) -> dict[str, Any]:
+    """Scalar metrics as metadata, rounded; None and non-scalars dropped."""
+    return {k: rounded(float(v)) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def violations_check(name: str, violations: list[Violation], severity=dg.AssetCheckSeverity.ERROR,
+                     **extra: Any) -> dg.AssetCheckResult:
     """A check result whose metadata names every failed rule, column, row count and examples."""
     metadata: dict[str, Any] = {"violations": len(violations), **extra}
     if violations:
-        metadata["failures"] = dg.MetadataValue.md(markdown_table(
-            pl.DataFrame([{**v.as_dict(), "examples": "; ".join(v.as_dict()["examples"])} for v in violations]),
-            max_rows=50))
+        metadata["failures"] = table(pl.DataFrame([{**v.as_dict(), "examples": "; ".join(v.as_dict()["examples"])}
+                                                   for v in violations]))
         metadata["first_failure"] = str(violations[0])
-    return dg.AssetCheckResult(check_name=check_name, asset_key=asset_key, passed=not violations,
-                               severity=severity, metadata=metadata)
+    return dg.AssetCheckResult(check_name=name, passed=not violations, severity=severity, metadata=metadata,
+                               description=str(violations[0]) if violations else None)

@@ -1,13 +1,20 @@
 """Storage: one root (local folder or s3://bucket/prefix), the same keys everywhere.
 
-``StorageRoot`` hands assets the landing zone; ``PolarsParquetIOManager`` persists polars frames as
-``assets/<asset>/<partition>.parquet`` (``assets/<asset>.parquet`` when unpartitioned), atomically.
-A partition range is written one file per day (split on the ``date`` column, or given as a dict
-``{partition key: frame}`` when the frame has no such column) and loaded as one frame, so single-run backfills
-and window reads need no per-day processes.
+``StorageRoot`` hands assets the landing zone. Three IO managers persist asset values per partition, each
+atomically, each able to store a refused day (``defs.days``) and to give a partitioned input as ``Days``:
+
+- ``PolarsParquetIOManager``: frames as ``assets/<asset key path>/<YYYY-MM-DD>.parquet``; a refusal is the
+  parquet file's key-value metadata (``ml_assets.refused``), so value and refusal are one atomic write;
+- ``ModelFilesIOManager``: a dict of file name -> bytes in open formats as ``models/<asset>/<day>/`` with a
+  ``manifest.json`` of sha256 sums written last (a half-written model is detected on load);
+- ``JsonIOManager``: a JSON record as ``assets/<asset>/<day>.json`` (decisions, pointers).
+A partition range is written one file (folder) per day and loaded as ``Days``: single-run backfills and window
+reads need no per-day processes.
 """
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import dagster as dg
@@ -16,7 +23,11 @@ from pydantic import Field
 from upath import UPath
 
 from ml_assets.core.dates import parse_day
-from ml_assets.core.storage import make_path, read_parquet, write_parquet
+from ml_assets.core.storage import atomic_write_bytes, make_path, read_parquet, write_parquet
+from ml_assets.core.versioning import bytes_hash
+from ml_assets.defs.days import Days, Refused, RefusedValue
+
+REFUSED_KEY = "ml_assets.refused"
 
 
 class StorageRoot(dg.ConfigurableResource):
@@ -27,83 +38,155 @@ class StorageRoot(dg.ConfigurableResource):
         return make_path(self.root, self.storage_options)
 
 
-class PolarsParquetIOManager(dg.ConfigurableIOManager):
+class _DayStore(dg.ConfigurableIOManager):
+    """Per-partition storage of one kind of value; subclasses say how one day is written and read."""
+
     root: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
-    partition_column: str = "date"
+    folder: str = "assets"
 
-    def _asset_dir(self, asset_key: dg.AssetKey) -> UPath:
-        return make_path(self.root, self.storage_options).joinpath("assets", *asset_key.path)
+    def base(self, asset_key: dg.AssetKey) -> UPath:
+        return make_path(self.root, self.storage_options).joinpath(self.folder, *asset_key.path)
 
-    def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> UPath:
-        base = self._asset_dir(asset_key)
-        if partition_key is None:
-            return base.with_name(base.name + ".parquet")
-        return base / f"{parse_day(partition_key).isoformat()}.parquet"
+    def location(self, asset_key: dg.AssetKey, partition: str | None) -> UPath:
+        raise NotImplementedError
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | dict[str, pl.DataFrame] | None) -> None:
+    def write(self, location: UPath, value: Any, refused: str | None) -> int:
+        raise NotImplementedError
+
+    def read(self, location: UPath) -> Any:
+        """The stored value, or ``Refused``; raises FileNotFoundError when nothing is stored."""
+        raise NotImplementedError
+
+    def exists(self, location: UPath) -> bool:
+        return location.exists()
+
+    def _write_one(self, asset_key: dg.AssetKey, partition: str | None, value: Any) -> int:
+        location = self.location(asset_key, partition)
+        if isinstance(value, Refused):
+            return self.write(location, None, value.reason)
+        if isinstance(value, RefusedValue):
+            return self.write(location, value.value, value.reason)
+        return self.write(location, value, None)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
         keys = context.asset_partition_keys if context.has_asset_partitions else [None]
-        if isinstance(obj, dict):
-            parts = self._by_key(obj, keys, context.asset_key)
-        elif not isinstance(obj, pl.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a polars DataFrame, got {type(obj)}")
-        elif len(keys) == 1:
-            parts = {keys[0]: obj}
-        else:
-            parts = self._split(obj, keys, context.asset_key)
-        written = 0
-        for key, frame in parts.items():
-            written += write_parquet(self.path_for(context.asset_key, key), frame)
-        context.add_output_metadata({
-            "path": str(self.path_for(context.asset_key, keys[-1])),
-            "partitions_written": len(parts),
-            "bytes": written,
-        })
+        parts = obj if len(keys) > 1 else {keys[0]: obj}
+        if len(keys) > 1 and (not isinstance(obj, dict) or set(obj) != set(keys)):
+            raise ValueError(f"{context.asset_key.to_user_string()}: a range output must map each of the run's "
+                             f"{len(keys)} partitions to its value")
+        written = sum(self._write_one(context.asset_key, key, parts[key]) for key in keys)
+        context.add_output_metadata({"path": str(self.location(context.asset_key, keys[-1])),
+                                     "partitions_written": len(keys), "bytes": written})
 
-    @staticmethod
-    def _by_key(obj: dict, keys: list, asset_key: dg.AssetKey) -> dict[str, pl.DataFrame]:
-        """A range output given day by day: exactly the run's partitions, each a frame."""
-        if set(obj) != set(keys) or not all(isinstance(f, pl.DataFrame) for f in obj.values()):
-            raise ValueError(f"{asset_key.to_user_string()}: a per-partition output must map each of the run's "
-                             f"{len(keys)} partition(s) to a polars DataFrame, got keys {sorted(obj)[:5]}...")
-        return {k: obj[k] for k in keys}
-
-    def _split(self, obj: pl.DataFrame, keys: list[str], asset_key: dg.AssetKey) -> dict[str, pl.DataFrame]:
-        col = self.partition_column
-        if col not in obj.columns:
-            raise ValueError(f"{asset_key.to_user_string()}: a multi-partition output needs a {col!r} column")
-        parts = {k: obj.filter(pl.col(col) == parse_day(k)) for k in keys}
-        stray = obj.height - sum(p.height for p in parts.values())
-        if stray:
-            raise ValueError(f"{asset_key.to_user_string()}: {stray} row(s) fall outside partitions {keys[0]}..{keys[-1]}")
-        return parts
-
-    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+    def load_input(self, context: dg.InputContext) -> Any:
+        asset = context.asset_key.to_user_string()
         if not context.has_asset_partitions:
-            return read_parquet(self._existing(self.path_for(context.asset_key, None)))
-        keys = context.asset_partition_keys
-        if len(keys) == 1:
-            return read_parquet(self._existing(self.path_for(context.asset_key, keys[0])))
-        # A window: days that never materialized (e.g. stopped by a blocking check) are holes, not errors.
-        frames, missing = [], []
-        for key in keys:
-            path = self.path_for(context.asset_key, key)
-            if path.exists():
-                frames.append(read_parquet(path))
+            location = self.location(context.asset_key, None)
+            if not self.exists(location):
+                raise FileNotFoundError(f"no stored {asset} at {location}: materialize it first")
+            return self.read(location)
+        values, missing = {}, []
+        for key in context.asset_partition_keys:
+            location = self.location(context.asset_key, key)
+            if self.exists(location):
+                values[key] = self.read(location)
             else:
                 missing.append(key)
-        if missing:
-            context.log.warning(f"{context.asset_key.to_user_string()}: {len(missing)} of {len(keys)} "
-                                f"partitions not stored, skipped: {', '.join(missing[:10])}")
-        if not frames:
-            raise FileNotFoundError(f"{context.asset_key.to_user_string()}: none of {len(keys)} partitions "
-                                    f"{keys[0]}..{keys[-1]} is stored under {self._asset_dir(context.asset_key)}")
-        return pl.concat(frames, how="vertical_relaxed")
+        return Days(values, asset=asset, missing=missing)
 
-    @staticmethod
-    def _existing(path: UPath) -> UPath:
-        if not path.exists():
-            raise FileNotFoundError(f"no stored asset at {path}: materialize it first")
-        return path
+
+class PolarsParquetIOManager(_DayStore):
+    def location(self, asset_key: dg.AssetKey, partition: str | None) -> UPath:
+        base = self.base(asset_key)
+        if partition is None:
+            return base.with_name(base.name + ".parquet")
+        return base / f"{parse_day(partition).isoformat()}.parquet"
+
+    def write(self, location: UPath, value: Any, refused: str | None) -> int:
+        frame = value if value is not None else pl.DataFrame()
+        if not isinstance(frame, pl.DataFrame):
+            raise TypeError(f"{location}: expected a polars DataFrame, got {type(frame).__name__}")
+        return write_parquet(location, frame, metadata={REFUSED_KEY: refused} if refused else None)
+
+    def read(self, location: UPath) -> Any:
+        data = location.read_bytes()
+        reason = pl.read_parquet_metadata(io.BytesIO(data)).get(REFUSED_KEY)
+        return Refused(reason) if reason else pl.read_parquet(io.BytesIO(data))
+
+
+class JsonIOManager(_DayStore):
+    def location(self, asset_key: dg.AssetKey, partition: str | None) -> UPath:
+        base = self.base(asset_key)
+        if partition is None:
+            return base.with_name(base.name + ".json")
+        return base / f"{parse_day(partition).isoformat()}.json"
+
+    def write(self, location: UPath, value: Any, refused: str | None) -> int:
+        record = {"refused": refused} if refused else {"value": value}
+        data = json.dumps(record, indent=1, sort_keys=True, default=str).encode()
+        atomic_write_bytes(location, data)
+        return len(data)
+
+    def read(self, location: UPath) -> Any:
+        record = json.loads(location.read_bytes())
+        return Refused(record["refused"]) if "refused" in record else record["value"]
+
+
+MANIFEST = "manifest.json"
+REFUSED_FILE = "refused.json"
+
+
+class IncompleteModelError(RuntimeError):
+    pass
+
+
+def write_files(folder: UPath, files: dict[str, bytes]) -> str:
+    """Write every file, then the manifest; returns the manifest's own hash (the artifact's version)."""
+    for name, data in files.items():
+        if "/" in name or name.startswith(".") or name == MANIFEST:
+            raise ValueError(f"invalid model file name {name!r}")
+        atomic_write_bytes(folder / name, data)
+    manifest = json.dumps({n: bytes_hash(d) for n, d in sorted(files.items())}, indent=1).encode()
+    atomic_write_bytes(folder / MANIFEST, manifest)
+    return bytes_hash(manifest)[:16]
+
+
+def read_files(folder: UPath) -> dict[str, bytes]:
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        raise IncompleteModelError(f"no {MANIFEST} in {folder}: the model was never completely written")
+    expected = json.loads(manifest_path.read_bytes())
+    files = {}
+    for name, digest in expected.items():
+        data = (folder / name).read_bytes()
+        if bytes_hash(data) != digest:
+            raise IncompleteModelError(f"{folder / name} does not match its manifest sha256")
+        files[name] = data
+    return files
+
+
+class ModelFilesIOManager(_DayStore):
+    folder: str = "models"
+
+    def location(self, asset_key: dg.AssetKey, partition: str | None) -> UPath:
+        base = self.base(asset_key)
+        return base / parse_day(partition).isoformat() if partition else base / "current"
+
+    def exists(self, location: UPath) -> bool:
+        return (location / MANIFEST).exists()
+
+    def write(self, location: UPath, value: Any, refused: str | None) -> int:
+        files = dict(value or {})
+        if refused:
+            files[REFUSED_FILE] = json.dumps({"refused": refused}).encode()
+        write_files(location, files)  # the manifest names the day's files: leftovers of an earlier write are ignored
+        return sum(len(v) for v in files.values())
+
+    def read(self, location: UPath) -> Any:
+        files = read_files(location)
+        if REFUSED_FILE in files:
+            return Refused(json.loads(files[REFUSED_FILE])["refused"])
+        return files

@@ -55,6 +55,13 @@ class MLflowTracking(dg.ConfigurableResource):
     artifact_location: str | None = Field(None, description="where new experiments keep artifacts")
     experiment: str = "ml_assets"
     ui_url: str = Field("http://127.0.0.1:5000", description="MLflow UI base URL, for links in Dagster")
+    dagster_ui_url: str = Field("http://127.0.0.1:3000", description="Dagster UI base URL, for links from MLflow")
+
+    def dagster_run_url(self, run_id: str) -> str:
+        return f"{self.dagster_ui_url}/runs/{run_id}"
+
+    def model_version_url(self, line: str, version: str | int) -> str:
+        return f"{self.ui_url}/#/models/{line}/versions/{version}"
 
     def _client(self):
         if not self.tracking_uri:
@@ -70,7 +77,7 @@ class MLflowTracking(dg.ConfigurableResource):
         return mlflow
 
     def log_run(self, run_name: str, params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
-                artifacts: dict[str, bytes] | None = None) -> tuple[str, str]:
+                artifacts: dict[str, bytes] | None = None, dataset=None) -> tuple[str, str]:
         """Log one run; returns (run_id, link to it in the MLflow UI)."""
         mlflow = self._client()
         experiment = mlflow.get_experiment_by_name(self.experiment)
@@ -99,8 +106,7 @@ class MLflowTracking(dg.ConfigurableResource):
 
     # ------------------------------------------------------------------ model registry
 
-    def register_bundle(self, model_line: str, version: str, bundle_files: dict[str, bytes], run_id: str,
-                        tags: dict[str, str]) -> str:
+    def register_bundle(self, model_line: str, version: str, bundle, run_id: str, tags: dict[str, str]) -> str:
         """Log the bundle into the candidate's run and register it as a version of its model line.
 
         Registry versions are MLflow's own counters; the bundle's semantic version is the ``semver`` tag.
@@ -110,13 +116,16 @@ class MLflowTracking(dg.ConfigurableResource):
         try:
             client.get_registered_model(model_line)
         except mlflow.exceptions.MlflowException:
-            client.create_registered_model(model_line, description=f"flight delay model line {model_line}")
+            client.create_registered_model(model_line, description=f"model line {model_line}")
         existing = client.search_model_versions(f"name='{model_line}' and tag.semver='{version}'")
         if existing:
             return existing[0].version
+        from upath import UPath
+
+        folder = UPath(bundle.path)
         with tempfile.TemporaryDirectory() as tmp:
-            for name, data in bundle_files.items():
-                (Path(tmp) / name).write_bytes(data)
+            for entry in folder.iterdir():
+                (Path(tmp) / entry.name).write_bytes(entry.read_bytes())
             client.log_artifacts(run_id, tmp, artifact_path=f"bundle/{version}")
         source = f"{client.get_run(run_id).info.artifact_uri}/bundle/{version}"
         registered = client.create_model_version(model_line, source, run_id=run_id,

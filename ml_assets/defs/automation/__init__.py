@@ -1,16 +1,11 @@
-"""Automation: the landing sensor, declarative automation (conditions, freshness), the daily backstop,
-and the failure alert sensors."""
-from ml_assets.defs.automation.conditions import apply_automation, automated
-from ml_assets.defs.automation.schedules import daily_backstop
-from ml_assets.defs.automation.sensors import (
-    SENSORS,
-    automation_sensor,
-    check_failure_alert,
-    landing_sensor,
-    run_failure_alert,
-)
+"""Automation: the landing sensor (reports each delivered file), declarative automation (conditions and freshness
+policies), the daily backstop, the retrain sensor and the alert sensors, all derived from the blueprint."""
 
-SCHEDULES = [daily_backstop]
+from ml_assets.defs.blueprint import Blueprint
 
-__all__ = ["SCHEDULES", "SENSORS", "apply_automation", "automated", "automation_sensor", "check_failure_alert", "daily_backstop",
-           "landing_sensor", "run_failure_alert"]
+
+def build(bp: Blueprint, assets: list) -> tuple[list, list, list]:
+    """(assets with their automation conditions, sensors, schedules)."""
+    from ml_assets.defs.automation import conditions, schedules, sensors
+
+    return conditions.apply(bp, assets), sensors.build(bp), schedules.build(bp)

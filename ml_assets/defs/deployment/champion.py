@@ -1,86 +1,188 @@
-"""champion: the bundle in production. Materializing it applies every promotion the deployment_bundle
-partitions decided since its last materialization (in data-day order), moves MLflow's ``champion`` alias,
-and shows the history."""
+"""champion: after day D's decision, which bundle serves; a daily chain (each day builds on the day before).
+
+The candidate of day D (its bundle) is judged against the champion in effect on D's labelled rows, which neither
+trained on, by ``core.decisions.promotion``; the result, with every paired comparison and its interval, is the
+day's ``promotion`` check. A refused candidate leaves the champion in place; a refused or missing day (no
+candidate) carries the champion forward. A rollback is a materialization of the newest day with
+``rollback: true`` in the run config (``ml-assets rollback``). The MLflow alias ``champion`` follows the newest day.
+"""
 
 import dagster as dg
+import numpy as np
 import polars as pl
+from pydantic import Field
 
+from ml_assets.core import bundle as B
 from ml_assets.core import champion as C
-from ml_assets.core.dates import parse_day
-from ml_assets.defs.deployment.bundle import MODEL_LINES
-from ml_assets.defs.metadata import markdown_table
+from ml_assets.core import decisions
+from ml_assets.defs.blueprint import DEPLOYMENT, Blueprint, day_offset, window
+from ml_assets.defs.days import DayResult, Days, Refused, day_check_spec, emit_days
+from ml_assets.defs.metadata import table
+from ml_assets.defs.models.evaluation import holdout
 from ml_assets.resources.storage import StorageRoot
 from ml_assets.resources.tracking import MLflowTracking
 
-BUNDLE = dg.AssetKey("deployment_bundle")
-CURSOR = "applied_through"  # storage id of the newest deployment_bundle materialization already applied
+PROMOTION = "promotion"
+FRESHNESS = "champion_freshness"
+MAX_LAG_DAYS = 1
 
 
-def _own_cursor(context: dg.AssetExecutionContext) -> int:
-    event = context.instance.get_latest_materialization_event(context.asset_key)
-    value = event.asset_materialization.metadata.get(CURSOR) if event and event.asset_materialization else None
-    return int(value.value) if value is not None else 0
+class PromotionSettings(dg.ConfigurableResource):
+    alpha: float = Field(0.05, description="one-sided significance of every 'not worse' comparison")
+    evidence_days: int = Field(7, description="days of the family's track record pooled")
+    reference_days: int = Field(14, description="champions in effect within this many days are references")
+    slice_drop: float = Field(0.10, description="the slice AUC drop the slice tests have 80% power to detect")
+    max_single_row_p95_ms: float = Field(50.0, description="latency budget")
+    max_size_bytes: int = Field(50_000_000, description="model size budget")
+
+    def policy(self) -> decisions.PromotionPolicy:
+        return decisions.PromotionPolicy(alpha=self.alpha, evidence_days=self.evidence_days,
+                                         reference_days=self.reference_days, slice_drop=self.slice_drop,
+                                         max_single_row_p95_ms=self.max_single_row_p95_ms,
+                                         max_size_bytes=self.max_size_bytes)
 
 
-def _bundle_materializations_after(instance: dg.DagsterInstance, after: int) -> list:
-    records, cursor = [], None
-    while True:
-        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=BUNDLE, after_storage_id=after),
-                                               limit=500, cursor=cursor, ascending=True)
-        records += page.records
-        if not page.has_more:
-            return records
-        cursor = page.cursor
+class ChampionConfig(dg.Config):
+    rollback: bool = Field(False, description="roll the newest day's champion back (ml-assets rollback)")
+    to_version: str | None = Field(None, description="roll back to this earlier champion version")
+    line: str | None = Field(None, description="model line of to_version")
+    reason: str = "manual rollback (ml-assets rollback)"
 
 
-def _value(materialization, key: str):
-    entry = materialization.metadata.get(key)
-    return None if entry is None else entry.value
+class _Bundles:
+    """Bundles loaded once per step (a champion serves many days in a row)."""
+
+    def __init__(self, root):
+        self.root, self.cache = root, {}
+
+    def scores(self, p: dict, rows: pl.DataFrame) -> np.ndarray:
+        key = (p["model_line"], p["version"])
+        if key not in self.cache:
+            bundle = B.load_bundle(B.bundle_path(self.root, *key))  # never a stored path: rebuilt from the pointer
+            self.cache[key] = (bundle, bundle.session())
+        bundle, session = self.cache[key]
+        return bundle.score(rows, session)
 
 
-def pending_promotions(records: list) -> list[dict]:
-    """Promotions decided by deployment_bundle materializations (``promote`` true), oldest data day first."""
-    out = []
-    for record in records:
-        m = record.asset_materialization
-        if _value(m, "promote") is True:
-            out.append({"day": parse_day(m.partition), "model_line": _value(m, "model_line"),
-                        "version": _value(m, "version"), "bundle": _value(m, "bundle"),
-                        "reason": f"promotion check passed on {m.partition}"})
-    return sorted(out, key=lambda p: p["day"])
+def _rollback(state: dict, day: str, config: ChampionConfig) -> dict:
+    target, parent = C.rollback_target(state, config.line, config.to_version)
+    return C.next_state(state, day, action="rollback", reason=config.reason, champion=target, parent=parent)
 
 
-@dg.asset(
-    group_name="deployment", kinds={"mlflow"}, code_version="champion-v1", deps=[BUNDLE],
-    description="The champion: which bundle serves. Applies the promotions deployment_bundle decided (the "
-                "blocking `promotion` check), moves the MLflow registry alias `champion`, keeps the history "
-                "(champion/history.json) that batch predictions and `ml-assets rollback` use.",
-)
-def champion(context: dg.AssetExecutionContext, storage: StorageRoot, mlflow: MLflowTracking):
-    root = storage.path()
-    records = _bundle_materializations_after(context.instance, _own_cursor(context))
-    applied = []
-    for p in pending_promotions(records):
-        now = C.current(C.read_history(root))
-        if now and (now["model_line"], now["version"]) == (p["model_line"], p["version"]):
-            continue
-        C.promote(root, p["model_line"], p["version"], p["bundle"], p["day"], p["reason"])
-        applied.append(f"{p['model_line']} {p['version']} ({p['day']})")
-    events = C.read_history(root)
-    now = C.current(events)
-    if now is not None:
-        registry_version = mlflow.set_champion(now["model_line"], now["version"], MODEL_LINES)
-    cursor = max([r.storage_id for r in records], default=_own_cursor(context))
-    history = pl.DataFrame([{k: e[k] for k in ("seq", "action", "model_line", "version", "day", "at", "reason")}
-                            for e in events[-20:][::-1]]) if events else pl.DataFrame()
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(f"{now['model_line']}-{now['version']}" if now else "none"),
-        metadata={
-            CURSOR: cursor,
-            "champion": f"{now['model_line']} {now['version']}" if now else "none yet",
-            "version": now["version"] if now else "", "model_line": now["model_line"] if now else "",
-            "bundle": now["bundle"] if now else "", "data_day": now["day"] if now else "",
-            "registry_version": registry_version if now else "",
-            "applied_now": ", ".join(applied) or "nothing new",
-            "history": dg.MetadataValue.md(markdown_table(history, max_rows=20)) if events else "empty",
-        })
+def decide_day(bp: Blueprint, state: dict, day: str, bundle, evaluation, labelled, bundles: _Bundles,
+               policy: decisions.PromotionPolicy) -> tuple[dict, dict | None]:
+    """(the day's state, the decision's table or None when there was no candidate)."""
+    if day < bp.first_model_day:
+        return C.next_state(state, day, action="none", reason="no model on the feed's first day: nothing to learn "
+                            "from yet", keep_days=policy.reference_days), None
+    for value in (labelled, evaluation, bundle):
+        if isinstance(value, Refused):
+            return C.next_state(state, day, action="keep" if state["champion"] else "none",
+                                reason=f"no candidate: {value.reason}", keep_days=policy.reference_days), None
+    rows = holdout(bp, labelled)
+    y = rows[bp.spec.label.name].cast(pl.Float64).to_numpy()
+    p_candidate = bundles.scores(bundle, rows)
+    champion = state["champion"]
+    p_champion = bundles.scores(champion, rows) if champion else None
+    evidence = {}
+    if p_champion is not None:
+        for column in [c for c in evaluation.columns if c.startswith("p_") and c != "p_baseline"]:
+            record = decisions.day_evidence(y, evaluation[column].to_numpy(), p_champion)
+            if record is not None:
+                evidence[column[2:]] = record
+    references = {C.name(s): bundles.scores(s, rows) for s in state["served"]
+                  if champion is None or (s["model_line"], s["version"]) != (champion["model_line"], champion["version"])}
+    if p_champion is not None:
+        references[C.name(champion)] = p_champion
+    family = bundle["family"]
+    track = [*state["evidence"].get(family, []), *([{"day": day, **evidence[family]}] if family in evidence else [])]
+    slices = {s.name: rows.select(pl.sql_expr(s.expression).cast(pl.String)).to_series().to_numpy()
+              for s in bp.spec.slices}
+    decision = decisions.promotion(
+        y, p_candidate, champion=p_champion, champion_name=C.name(champion), references=references,
+        evidence=track if p_champion is not None else [], slices=slices, parity_passed=bundle["parity_passed"],
+        latency_p95_ms=bundle["single_row_p95_ms"], size_bytes=bundle["size_bytes"], policy=policy)
+    candidate = C.name(bundle)
+    if decision.promote:
+        new = C.next_state(state, day, action="promote", champion=bundle, evidence=evidence, decision=decision.rows,
+                           reason=f"{candidate} promoted over {C.name(champion)}: {decision.reason}",
+                           keep_days=policy.reference_days)
+    else:
+        new = C.next_state(state, day, action="keep", evidence=evidence, decision=decision.rows,
+                           reason=f"{candidate} not promoted, {C.name(champion)} stays: {decision.reason}",
+                           keep_days=policy.reference_days)
+    return new, {"decision": decision, "candidate": candidate}
+
+
+def _checks(state: dict, day: str, decided: dict | None, policy: decisions.PromotionPolicy) -> list:
+    checks = []
+    if decided is not None:
+        d = decided["decision"]
+        checks.append(dg.AssetCheckResult(
+            check_name=PROMOTION, passed=d.promote, severity=dg.AssetCheckSeverity.WARN, description=state["reason"],
+            metadata={"decision": "promote" if d.promote else "keep the champion", "candidate": decided["candidate"],
+                      "champion": C.name(state["champion"]), "reason": state["reason"],
+                      "comparisons": table(pl.DataFrame(d.rows, strict=False), 100),
+                      "policy": dg.MetadataValue.json(policy.describe())}))
+    lag = C.freshness_lag(state, day)
+    if lag is not None:
+        checks.append(dg.AssetCheckResult(
+            check_name=FRESHNESS, passed=lag <= MAX_LAG_DAYS, severity=dg.AssetCheckSeverity.WARN,
+            description=f"the champion's training data ends {lag} day(s) before the newest possible",
+            metadata={"lag_days": lag, "max_lag_days": MAX_LAG_DAYS,
+                      "trained_through": state["champion"]["trained_through"]}))
+    return checks
+
+
+def _metadata(state: dict) -> dict:
+    history = pl.DataFrame([{k: e.get(k) for k in ("day", "action", "model_line", "version", "reason")}
+                            for e in state["history"][-20:][::-1]]) if state["history"] else None
+    p = state["champion"]
+    return {"champion": C.name(p), "action": state["action"], "reason": state["reason"],
+            "since": state["since"] or "", "trained_through": (p or {}).get("trained_through") or "",
+            **({"history": table(history, 20)} if history is not None else {})}
+
+
+def build(bp: Blueprint) -> list:
+    key = bp.key("champion")
+    kw = {"asset": key, "partitions_def": bp.partitions}
+
+    @dg.asset(key=key, partitions_def=bp.partitions, group_name=DEPLOYMENT, kinds={"mlflow"},
+              io_manager_key="json_io_manager", code_version="champion-v2", owners=list(bp.owners),
+              ins={"previous": dg.AssetIn(key, partition_mapping=window(-1, -1)),
+                   "bundle": dg.AssetIn(bp.key("deployment_bundle"), input_manager_key="json_io_manager"),
+                   "evaluation": dg.AssetIn(bp.key("model_evaluation")),
+                   "labelled": dg.AssetIn(bp.key("labelled_features"))},
+              check_specs=[day_check_spec(PROMOTION, description="the day's candidate may replace the champion: "
+                                          "paired DeLong tests on the same rows (see the comparisons)", **kw),
+                           day_check_spec(FRESHNESS, description=f"the champion's training data ends at most "
+                                          f"{MAX_LAG_DAYS} day before the newest possible (warns)", **kw)],
+              backfill_policy=dg.BackfillPolicy.single_run(), tags=bp.tags(layer="deployment"),
+              description="Who serves after day D's decision: the day's candidate if it is not significantly worse "
+                          "than the champion (and the best recent champions, and its family's track record, and "
+                          "every large slice), else the champion stays. A chain over the days.")
+    def champion(context: dg.AssetExecutionContext, previous: Days, bundle: Days, evaluation: Days, labelled: Days,
+                 config: ChampionConfig, storage: StorageRoot, mlflow: MLflowTracking,
+                 promotion_settings: PromotionSettings):
+        policy = promotion_settings.policy()
+        bundles = _Bundles(storage.path())
+        days = context.partition_keys
+        before = day_offset(days[0], -1)
+        state = previous.get(before) if before >= bp.spec.first_day.isoformat() else None
+        if isinstance(state, Refused) or state is None:
+            state = C.empty_state()
+        results = {}
+        for day in days:  # in order: each day's decision starts from the day before
+            if config.rollback and day == days[-1]:
+                state, decided = _rollback(state, day, config), None
+            else:
+                state, decided = decide_day(bp, state, day, bundle.day(day), evaluation.day(day), labelled.day(day),
+                                            bundles, policy)
+            results[day] = DayResult(state, _metadata(state), _checks(state, day, decided, policy))
+        newest = max(context.instance.get_materialized_partitions(key) or {days[-1]})
+        if state["champion"] is not None and days[-1] >= newest:
+            mlflow.set_champion(state["champion"]["model_line"], state["champion"]["version"],
+                                [bp.spec.model_line(f) for f in bp.families])
+        yield from emit_days(context, results)
+
+    return [champion]

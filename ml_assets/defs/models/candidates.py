@@ -1,107 +1,120 @@
-"""xgboost_model and torch_model: candidates trained every day on that day's training_set.
+"""<family>_model: one candidate per registered family (``core.families``), trained every day on its training_set.
 
-Each is an MLflow run (params, validation metrics, training-data version and span, code version, git
-commit, model files) and carries behavioral checks computed on its validation rows.
+Each is an MLflow run (params, out-of-sample validation metrics and which model they belong to, training-data
+version and span, code versions, git commit, the Dagster run) and carries behavioral checks computed on its
+validation rows; the refusing ones (``core.behavior.REFUSING``) disqualify the candidate for the day. A model's
+data version is the hash of its model files and spec (not of its MLflow run id): a retrain on the same data
+gives the same version and nothing downstream runs again.
 """
+
 import json
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from ml_assets.core.features import FEATURE_CODE_VERSION, LABEL
+from ml_assets.core import behavior
+from ml_assets.core import families as FAM
 from ml_assets.core.versioning import files_hash, frame_hash
-from ml_assets.defs.partitions import daily_check_spec, daily_partitions
+from ml_assets.defs.blueprint import MODELS, Blueprint
+from ml_assets.defs.days import DayResult, Days, day_check_spec, emit_days, refused_upstream, refusing_spec
+from ml_assets.defs.metadata import numbers
 from ml_assets.resources.tracking import MLflowTracking, git_commit
 
-MODEL_CODE_VERSION = {"xgboost": "xgboost-v1", "mlp": "mlp-v1"}
 LINEAGE_FILE = "lineage.json"
-BEHAVIOR_CHECKS = {
-    "invariance": "changing tail number / flight number does not move the prediction",
-    "directional": "worse origin weather does not lower the mean late probability",
-    "robustness": "tiny numeric noise gives tiny changes",
-    "edge_inputs": "unknown carrier, missing weather: finite probabilities in [0, 1] (blocking)",
-}
+BEHAVIOR_FILE = "behavior.json"
+VOLATILE = {LINEAGE_FILE}  # differs from run to run (MLflow run id): not part of the model's data version
 
 
 class CandidateConfig(dg.Config):
     seed: int = 0
     params: dict = Field(default_factory=dict, description="hyperparameters over the family's defaults")
-    tune_trials: int = Field(0, description="optuna trials (xgboost); 0 = no tuning")
-    tune_seconds: float = Field(120.0, description="optuna time budget (xgboost)")
-    track_energy: bool = Field(True, description="estimate training energy/carbon with codecarbon (offline)")
+    track_energy: bool = Field(False, description="estimate training energy/carbon with codecarbon (offline)")
 
 
-def _check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [daily_check_spec(f"behavior_{name}", asset=asset, description=text, blocking=(name == "edge_inputs"))
-            for name, text in BEHAVIOR_CHECKS.items()]
+def model_version(value) -> str:
+    """Model files minus their run-specific lineage: equal models get equal data versions."""
+    from ml_assets.core.versioning import content_hash
+
+    if isinstance(value, dict) and value and all(isinstance(v, bytes) for v in value.values()):
+        return files_hash({k: v for k, v in value.items() if k not in VOLATILE})
+    return content_hash(value)
 
 
-def _train_candidate(context: dg.AssetExecutionContext, family: str, training_set: pl.DataFrame,
-                     config: CandidateConfig, mlflow: MLflowTracking):
-    from ml_assets.core import behavior
+def _specs(bp: Blueprint, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    kw = {"asset": key, "partitions_def": bp.partitions}
+    return [(refusing_spec if name in behavior.REFUSING else day_check_spec)(
+        f"behavior_{name}", description=text + (" (disqualifies the candidate)" if name in behavior.REFUSING else
+                                                " (warns)"), **kw)
+            for name, text in behavior.checks_declared(bp.spec).items()]
+
+
+def model_inputs(bp: Blueprint) -> FAM.ModelInputs:
+    s = bp.spec
+    return FAM.ModelInputs(list(s.features.categorical), [*s.features.numeric, *s.history_columns], s.label.name,
+                           s.prediction)
+
+
+def train_day(bp: Blueprint, family: str, training: pl.DataFrame, config: CandidateConfig, day: str,
+              mlflow: MLflowTracking, run_tags: dict[str, str]) -> DayResult:
     from ml_assets.core.energy import energy_estimate
-    from ml_assets.core.evaluation import classification_metrics
-    from ml_assets.core.training import families
 
-    train = training_set.filter(pl.col("split") == "train").drop("split")
-    valid = training_set.filter(pl.col("split") == "valid").drop("split")
-    params = dict(config.params)
+    fam = FAM.get(family)
+    train = training.filter(pl.col("split") == "train").drop("split")
+    valid = training.filter(pl.col("split") == "valid").drop("split")
     with energy_estimate(config.track_energy) as energy:
-        if family == "xgboost" and config.tune_trials > 0:
-            from ml_assets.core.training.tuning import tune_xgboost
-
-            params = tune_xgboost(train, valid, n_trials=config.tune_trials, timeout_seconds=config.tune_seconds,
-                                  seed=config.seed)
-        model = families.train(family, train, valid, params or None, seed=config.seed)
-    files = families.save(model)
-    p_valid = families.predict(model, valid)
-    metrics = {f"valid_{k}": v for k, v in classification_metrics(
-        valid[LABEL].cast(pl.Int8).to_numpy(), p_valid, model.spec["threshold"]).items()}
-    days = training_set["date"].unique().sort()
-    data_version = frame_hash(training_set)
-    lineage = {
-        "family": family, "partition": context.partition_key, "training_data_version": data_version,
-        "date_span": [str(days.min()), str(days.max())], "train_rows": train.height, "valid_rows": valid.height,
-        "feature_code_version": FEATURE_CODE_VERSION, "model_code_version": MODEL_CODE_VERSION[family],
-        "params": model.spec["params"], "seed": config.seed, "git_commit": git_commit(), "training_energy": energy,
-    }
+        model = fam.train(train, valid, model_inputs(bp), params=config.params or None, seed=config.seed)
+    files = fam.save(model)
+    results = behavior.run_behavior_checks(lambda f: fam.predict(model, f), valid, bp.spec, seed=config.seed)
+    files[BEHAVIOR_FILE] = json.dumps(results, indent=1, default=float).encode()
+    data_version = frame_hash(training)
+    validation = model.spec.get("validation", {})
+    lineage = {"family": family, "partition": day, "training_data_version": data_version,
+               "date_span": [str(training["date"].min()), str(training["date"].max())],
+               "train_rows": train.height, "valid_rows": valid.height, "dataset": bp.spec.name,
+               "model_code_version": FAM.code_version(family), "params": model.spec["params"], "seed": config.seed,
+               "git_commit": git_commit(), "training_energy": energy}
+    metrics = {f"valid_{k}": v for k, v in validation.items() if isinstance(v, (int, float))}
     run_id, url = mlflow.log_run(
-        run_name=f"{family}-{context.partition_key}", params={**model.spec["params"], "seed": config.seed},
-        metrics=metrics, tags={k: str(v) for k, v in lineage.items() if not isinstance(v, dict)}, artifacts=files)
+        run_name=f"{family}-{day}", params={**model.spec["params"], "seed": config.seed}, metrics=metrics,
+        tags={**{k: str(v) for k, v in lineage.items() if not isinstance(v, (dict, list))},
+              "validation_metrics_model": str(validation.get("model", "")), **run_tags},
+        artifacts={k: v for k, v in files.items()}, dataset=(training, data_version, f"{bp.spec.name}-training_set-{day}"))
     files[LINEAGE_FILE] = json.dumps({**lineage, "mlflow_run_id": run_id}, indent=1).encode()
-    yield dg.Output(files, data_version=dg.DataVersion(files_hash(files)),
-                    metadata={
-        "family": family, "mlflow_run": dg.MetadataValue.url(url), "mlflow_run_id": run_id,
-        "training_data_version": data_version, "date_span": f"{days.min()}..{days.max()}",
-        "train_rows": train.height, "valid_rows": valid.height, "threshold": model.spec["threshold"],
-        **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-    })
-    for result in behavior.run_behavior_checks(lambda f: families.predict(model, f), valid, seed=config.seed):
-        name = result.pop("check")
-        passed = result.pop("passed")
-        yield dg.AssetCheckResult(
-            check_name=f"behavior_{name}", passed=passed,
-            severity=dg.AssetCheckSeverity.ERROR if name == "edge_inputs" else dg.AssetCheckSeverity.WARN,
-            metadata={"tried": str(result.pop("tried")),
-                      "details": dg.MetadataValue.json(json.loads(json.dumps(result, default=str)))})
+    checks = [dg.AssetCheckResult(
+        check_name=f"behavior_{r['check']}", passed=r["passed"],
+        severity=dg.AssetCheckSeverity.ERROR if r["check"] in behavior.REFUSING else dg.AssetCheckSeverity.WARN,
+        description=r.get("reason"),
+        metadata={"tried": str(r["tried"]), "rows": r["rows"],
+                  "details": dg.MetadataValue.json(json.loads(json.dumps(r, default=float)))}) for r in results]
+    metadata = {"family": family, "mlflow_run": dg.MetadataValue.url(url), "mlflow_run_id": run_id,
+                "training_data_version": data_version, "date_span": " .. ".join(lineage["date_span"]),
+                "train_rows": train.height, "valid_rows": valid.height, "threshold": round(model.spec["threshold"], 4),
+                "validation_metrics_model": str(validation.get("model", "")), **numbers(metrics)}
+    return DayResult(files, metadata, checks)
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="models", kinds={"xgboost"},
-          io_manager_key="model_io_manager", code_version=MODEL_CODE_VERSION["xgboost"],
-          check_specs=_check_specs("xgboost_model"), backfill_policy=dg.BackfillPolicy.multi_run(1),
-          description="Gradient-boosted trees (ordinal-coded categoricals, history late rates), early-stopped "
-                      "on the validation days. Files: model.ubj, model_spec.json, lineage.json.")
-def xgboost_model(context: dg.AssetExecutionContext, training_set: pl.DataFrame, config: CandidateConfig,
-                  mlflow: MLflowTracking):
-    yield from _train_candidate(context, "xgboost", training_set, config, mlflow)
+def candidate_asset(bp: Blueprint, family: str) -> dg.AssetsDefinition:
+    key = bp.candidate(family)
+
+    @dg.asset(key=key, partitions_def=bp.partitions, group_name=MODELS, kinds={FAM.kind(family)},
+              io_manager_key="model_io_manager", code_version=FAM.code_version(family), ins={"training_set": dg.AssetIn(bp.key("training_set"))},
+              check_specs=_specs(bp, key), backfill_policy=dg.BackfillPolicy.single_run(), owners=list(bp.owners),
+              tags=bp.tags(layer="models", family=family),
+              description=f"The {family} candidate of day D: {FAM.describe(family)}. Files in open formats "
+                          f"(model_spec.json and the model's own), behavior.json, lineage.json.")
+    def _candidate(context: dg.AssetExecutionContext, training_set: Days, config: CandidateConfig,
+                   mlflow: MLflowTracking):
+        tags = {"dagster_run_id": context.run_id, "dagster_run": mlflow.dagster_run_url(context.run_id)}
+        results = {}
+        for day in context.partition_keys:
+            refused = refused_upstream(day, training_set=training_set)
+            results[day] = DayResult(refused) if refused else train_day(
+                bp, family, training_set[day], config, day, mlflow, tags)
+        yield from emit_days(context, results, version_of=model_version)
+
+    return _candidate
 
 
-@dg.asset(partitions_def=daily_partitions, group_name="models", kinds={"pytorch"},
-          io_manager_key="model_io_manager", code_version=MODEL_CODE_VERSION["mlp"],
-          check_specs=_check_specs("torch_model"), backfill_policy=dg.BackfillPolicy.multi_run(1),
-          description="PyTorch MLP: embeddings for categoricals, standardized numerics with missing flags, "
-                      "early stopping on validation log loss. Files: model.pt (state_dict), model_spec.json.")
-def torch_model(context: dg.AssetExecutionContext, training_set: pl.DataFrame, config: CandidateConfig,
-                mlflow: MLflowTracking):
-    yield from _train_candidate(context, "mlp", training_set, config, mlflow)
+def build(bp: Blueprint) -> list:
+    return [candidate_asset(bp, f) for f in bp.families]

@@ -1,47 +1,70 @@
-"""training_set: for day D, the labelled features of the trailing window D-W..D-1, split by time."""
+"""training_set: for day D, the labelled features of the trailing window D-W..D-1, split by time.
+
+The last validation days of the window are the validation split (column ``split``): later days validate models
+fitted on earlier ones. Refused or missing days inside the window are holes, named in the metadata.
+"""
+
+import datetime as dt
+
 import dagster as dg
 import polars as pl
 
 from ml_assets.core.dates import parse_day
-from ml_assets.core.features import LABEL
+from ml_assets.core.features import labelled_rows
 from ml_assets.core.profile import label_rate
-from ml_assets.core.training.window import split_window
-from ml_assets.core.versioning import frame_hash
+from ml_assets.defs.blueprint import MODELS, Blueprint, window
+from ml_assets.defs.days import DayResult, Days, Refused, emit_days
 from ml_assets.defs.metadata import frame_metadata
-from ml_assets.defs.partitions import daily_partitions
 
-DEFAULT_WINDOW_DAYS = 28
-VALIDATION_DAYS = 3
-TRAINING_CODE_VERSION = "training-set-v1"
+CODE_VERSION = "training-set-v2"
 
 
-def build_training_set(window_days: int = DEFAULT_WINDOW_DAYS) -> dg.AssetsDefinition:
-    """The window is part of the graph (its partition mapping), so it is fixed when Definitions are built."""
+def validation_split(days: list[str], validation_days: int) -> set[str]:
+    """The last ``validation_days`` days (never more than half, at least one when there are two)."""
+    if len(days) < 2:
+        return set()
+    return set(days[-max(1, min(validation_days, len(days) // 2)):])
 
-    @dg.asset(
-        name="training_set", partitions_def=daily_partitions, group_name="models", kinds={"polars"},
-        code_version=f"{TRAINING_CODE_VERSION}-w{window_days}",
-        # One range read of the window (the IO manager concatenates it), not W loads.
-        ins={"flight_features": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(
-            start_offset=-window_days, end_offset=-1, allow_nonexistent_upstream_partitions=True))},
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
-        description=f"Labelled flight_features of the {window_days} days before D (fewer at the start of the "
-                    f"data); the last {VALIDATION_DAYS} days are the validation split (column `split`).",
-    )
-    def training_set(context: dg.AssetExecutionContext, flight_features: pl.DataFrame):
-        day = parse_day(context.partition_key)
-        train, valid = split_window(flight_features, day, window_days, VALIDATION_DAYS)
-        if train.is_empty():
-            raise ValueError(f"training_set {day}: no labelled rows in the {window_days} days before it "
-                             f"(materialize flight_features for earlier days first)")
-        frame = pl.concat([train.with_columns(split=pl.lit("train")), valid.with_columns(split=pl.lit("valid"))])
-        days = frame["date"].unique().sort()
-        yield dg.Output(frame, data_version=dg.DataVersion(frame_hash(frame)), metadata={
-            **frame_metadata(frame),
-            "train_rows": train.height, "valid_rows": valid.height, "days": days.len(),
-            "date_span": f"{days.min()}..{days.max()}",
-            "late_share": label_rate(frame, LABEL) or 0.0,
-            "window_days": window_days,
-        })
 
-    return training_set
+def window_frame(bp: Blueprint, labelled: Days, day: str) -> tuple[pl.DataFrame | Refused, dict]:
+    start = (parse_day(day) - dt.timedelta(days=bp.window_days)).isoformat()
+    keys = [k for k in labelled if start <= k < day]
+    usable = labelled.usable(keys)
+    refused = labelled.refused(keys)
+    about = {"window": f"{start}..{(parse_day(day) - dt.timedelta(days=1)).isoformat()}", "days_used": len(usable),
+             "refused_days": len(refused), "holes": ", ".join(sorted(refused)[:10]) or "none"}
+    if len(usable) < bp.min_training_days:
+        return Refused(f"training_set {day}: {len(usable)} labelled day(s) in the {bp.window_days}-day window "
+                       f"(needs {bp.min_training_days})"), about
+    valid_days = validation_split(sorted(usable), bp.validation_days)
+    frames = [labelled_rows(f, bp.spec).with_columns(split=pl.lit("valid" if k in valid_days else "train"))
+              for k, f in usable.items()]
+    frame = pl.concat(frames, how="vertical_relaxed").sort([*bp.spec.features.key], nulls_last=True)
+    if frame.filter(pl.col("split") == "train").is_empty():
+        return Refused(f"training_set {day}: no labelled training rows in the window"), about
+    return frame, about
+
+
+def build(bp: Blueprint) -> list:
+    @dg.asset(key=bp.key("training_set"), partitions_def=bp.partitions, group_name=MODELS, kinds={"polars"},
+              code_version=f"{CODE_VERSION}-w{bp.window_days}",
+              ins={"labelled": dg.AssetIn(bp.key("labelled_features"), partition_mapping=window(-bp.window_days, -1))},
+              backfill_policy=dg.BackfillPolicy.single_run(), owners=list(bp.owners), tags=bp.tags(layer="models"),
+              description=f"Labelled rows of the {bp.window_days} days before D (fewer at the start of the feed); the "
+                          f"last {bp.validation_days} days are the validation split (column `split`).")
+    def training_set(context: dg.AssetExecutionContext, labelled: Days):
+        results = {}
+        for day in context.partition_keys:
+            frame, about = window_frame(bp, labelled, day)
+            if isinstance(frame, Refused):
+                results[day] = DayResult(frame, about)
+                continue
+            split = frame["split"]
+            results[day] = DayResult(frame, {**frame_metadata(frame), **about,
+                                             "train_rows": int((split == "train").sum()),
+                                             "valid_rows": int((split == "valid").sum()),
+                                             "date_span": f"{frame['date'].min()}..{frame['date'].max()}",
+                                             "positive_share": label_rate(frame, bp.spec.label.name) or 0.0})
+        yield from emit_days(context, results)
+
+    return [training_set]

@@ -1,0 +1,113 @@
+"""raw_<source>: each day's landed file, stored as it is, then judged against the landing contract.
+
+A failed refusing check refuses the day (``defs.days``): the data is kept for inspection and no consumer sees it.
+The outcomes are also checked against the day's events (no outcome for an unknown event).
+"""
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.core import landing, schemas
+from ml_assets.core.dates import parse_day
+from ml_assets.defs.blueprint import DATA, Blueprint
+from ml_assets.defs.days import DayResult, Days, Refused, day_check_spec, emit_days, refused_upstream, refusing_spec
+from ml_assets.defs.metadata import frame_metadata, violations_check
+from ml_assets.resources.storage import StorageRoot
+
+LANDED = "landed_file"
+
+
+def _specs(bp: Blueprint, source: str) -> list[dg.AssetCheckSpec]:
+    s = bp.spec.sources[source]
+    key = bp.raw(source)
+    kw = {"asset": key, "partitions_def": bp.partitions}
+    specs = [refusing_spec(LANDED, description="the day's file exists and reads as parquet", **kw),
+             refusing_spec("schema", description="columns, types and value rules of the landing contract", **kw),
+             refusing_spec("non_empty", description="the day has rows", **kw),
+             refusing_spec("date_matches_partition", description="every row belongs to the day", **kw)]
+    unique = f"one row per {', '.join(s.key)}"
+    specs.append(refusing_spec("unique_key", description=unique, **kw) if s.key_unique == "error"
+                 else day_check_spec("unique_key", description=f"{unique} (warns)", **kw))
+    if any(c.max_null_share is not None for c in s.columns.values()):
+        specs.append(refusing_spec("coverage", description="no column more null than allowed (a source outage)", **kw))
+    if s.role == "outcomes":
+        specs.append(refusing_spec("matches_events", description="every outcome belongs to an event of the day", **kw))
+    return specs
+
+
+def _judge(bp: Blueprint, source: str, day: str, frame: pl.DataFrame, path: str, events) -> list[dg.AssetCheckResult]:
+    s = bp.spec.sources[source]
+    key_severity = dg.AssetCheckSeverity.ERROR if s.key_unique == "error" else dg.AssetCheckSeverity.WARN
+    results = [dg.AssetCheckResult(check_name=LANDED, passed=True, metadata={"file": path}),
+               violations_check("schema", schemas.schema_violations(frame, schemas.source_schema(bp.spec, source)),
+                                file=path),
+               violations_check("non_empty", schemas.empty_violations(frame), file=path),
+               violations_check("date_matches_partition",
+                                schemas.date_violations(frame, parse_day(day), bp.spec.replay.date_parts), file=path),
+               violations_check("unique_key", schemas.duplicate_key_violations(frame, s.key), severity=key_severity,
+                                file=path)]
+    if any(c.max_null_share is not None for c in s.columns.values()):
+        results.append(violations_check("coverage", schemas.null_share_violations(frame, s.columns), file=path))
+    if s.role == "outcomes":
+        if isinstance(events, Refused) or events is None:
+            results.append(dg.AssetCheckResult(check_name="matches_events", passed=False, metadata={
+                "file": path, "reason": events.reason if events is not None else "no events"}))
+        else:
+            results.append(violations_check("matches_events",
+                                            schemas.unmatched_key_violations(frame, events, s.key), file=path))
+    return results
+
+
+def raw_asset(bp: Blueprint, source: str) -> dg.AssetsDefinition:
+    s = bp.spec.sources[source]
+    descriptions = {name: c.description for name, c in s.columns.items() if c.description}
+    ins = {}
+    if s.role == "outcomes":
+        ins["events"] = dg.AssetIn(bp.raw(bp.spec.events_name))
+
+    @dg.asset(key=bp.raw(source), partitions_def=bp.partitions, group_name=DATA, kinds={"polars", "parquet"},
+              deps=[bp.landing(source)], ins=ins, check_specs=_specs(bp, source), owners=list(bp.owners),
+              tags=bp.tags(layer="raw"), backfill_policy=dg.BackfillPolicy.single_run(),
+              code_version="raw-v2", description=f"The day's landed {source}, validated against the landing "
+                                                 f"contract: {s.description}.")
+    def _raw(context: dg.AssetExecutionContext, storage: StorageRoot, **inputs):
+        root = storage.path()
+        events: Days | None = inputs.get("events")
+        results = {}
+        for day in context.partition_keys:
+            try:
+                path = landing.latest_file(root, bp.spec, source, day)
+                frame = landing.read_landed(path)
+            except (landing.LandingFileMissing, landing.LandingFileError) as exc:
+                results[day] = DayResult(Refused(f"{context.asset_key.to_user_string()} {day}: {exc}"), checks=[
+                    dg.AssetCheckResult(check_name=LANDED, passed=False, metadata={"error": str(exc)},
+                                        description=str(exc))])
+                continue
+            day_events = events.day(day) if events is not None else None
+            results[day] = DayResult(frame, {**frame_metadata(frame, descriptions), "landing_file": str(path)},
+                                     _judge(bp, source, day, frame, str(path), day_events))
+        yield from emit_days(context, results)
+
+    return _raw
+
+
+def reference_asset(bp: Blueprint, name: str) -> dg.AssetsDefinition:
+    ref = bp.spec.reference[name]
+
+    @dg.asset(key=bp.key(name), group_name=DATA, kinds={"polars", "parquet"}, deps=[bp.landing(name)],
+              check_specs=[dg.AssetCheckSpec("schema", asset=bp.key(name), blocking=True,
+                                             description="columns, types, one row per key")],
+              owners=list(bp.owners), tags=bp.tags(layer="raw"), code_version="reference-v2",
+              description=f"{ref.description} (reference data, landed once).")
+    def _reference(context: dg.AssetExecutionContext, storage: StorageRoot):
+        path = landing.reference_file(storage.path(), name)
+        frame = landing.read_landed(path)
+        violations = schemas.schema_violations(frame, schemas.reference_schema(bp.spec, name))
+        yield from emit_days(context, {None: DayResult(frame, {**frame_metadata(frame), "landing_file": str(path)},
+                                                       [violations_check("schema", violations, file=str(path))])})
+
+    return _reference
+
+
+def build(bp: Blueprint) -> list:
+    return [*(raw_asset(bp, s) for s in bp.spec.sources), *(reference_asset(bp, r) for r in bp.spec.reference)]
