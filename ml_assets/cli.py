@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
-import threading
 import time
 
 EXIT_FAILED, EXIT_INPUT, EXIT_BUSY, EXIT_BUNDLE, EXIT_ROLLBACK = 1, 2, 3, 4, 5
@@ -275,16 +273,10 @@ def cmd_backfill(args) -> int:
         if not args.wait:
             print("The backfill daemon executes it: keep `make ui` (dagster dev) or `dagster-daemon run` running.")
             return 0
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         started = time.time()
-        try:
-            status = BF.execute_backfill_here(home, backfill_id, total, stop=stop)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        status, interrupted = BF.execute_backfill_here(home, backfill_id, total)  # Ctrl-C / SIGTERM stop it
         print(f"backfill {backfill_id}: {status.value} after {time.time() - started:.0f} s")
-        if stop.is_set():
+        if interrupted:
             print("interrupted: its runs are marked canceled; run the same command again to resume")
             return 130
         return _summary(instance, bp, keys, args)

@@ -26,7 +26,8 @@ from ml_assets.defs.blueprint import Blueprint
 def blueprint(s: S.Settings) -> Blueprint:
     from ml_assets.core.spec import load_spec
 
-    return Blueprint(spec=load_spec(s.dataset), families=s.families, window_days=s.window_days)
+    return Blueprint(spec=load_spec(s.dataset), families=s.families, window_days=s.window_days,
+                     sensor_interval=s.sensor_interval)
 
 
 def build_assets(bp: Blueprint) -> tuple[list, list, list]:
@@ -81,7 +82,8 @@ def build_definitions(**overrides) -> dg.Definitions:
     s = S.load(**overrides)
     bp = blueprint(s)
     assets, sensors, schedules = build_assets(bp)
-    return dg.Definitions(assets=assets, resources=build_resources(s, bp.spec.name), executor=build_executor(s.env),
+    executor = build_executor(s.env, os.environ.get("ML_ASSETS_EXECUTOR", "multiprocess"))
+    return dg.Definitions(assets=assets, resources=build_resources(s, bp.spec.name), executor=executor,
                           sensors=sensors, schedules=schedules)
 
 

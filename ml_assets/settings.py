@@ -8,6 +8,9 @@
     ML_ASSETS_OUTCOME_LAG_DAYS  days after the event day on which outcomes land (default: the spec's)
     MLFLOW_TRACKING_URI         MLflow store (default: SQLite under $ML_ASSETS_HOME/mlflow)
     ML_ASSETS_MLFLOW_UI         MLflow UI base URL for links in Dagster (default http://127.0.0.1:5000)
+    ML_ASSETS_DAGSTER_UI        Dagster UI base URL for links from MLflow (default http://127.0.0.1:3000)
+    ML_ASSETS_SENSOR_INTERVAL_SECONDS  seconds between sensor evaluations (default 30)
+    ML_ASSETS_EXECUTOR          local runs: multiprocess (default: steps in parallel) | in_process
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class Settings:
     families: tuple[str, ...]
     window_days: int
     mlflow_ui: str
+    sensor_interval: int
 
 
 def load(home_: str | None = None, env: str | None = None, dataset: str | None = None,
@@ -77,4 +81,5 @@ def load(home_: str | None = None, env: str | None = None, dataset: str | None =
     return Settings(home=home_ or home(), env=env or environment(),
                     dataset=str(spec_path(dataset)), families=tuple(chosen),
                     window_days=window_days or _int("ML_ASSETS_WINDOW_DAYS", DEFAULT_WINDOW_DAYS, 1, 365),
-                    mlflow_ui=os.environ.get("ML_ASSETS_MLFLOW_UI", DEFAULT_MLFLOW_UI).rstrip("/"))
+                    mlflow_ui=os.environ.get("ML_ASSETS_MLFLOW_UI", DEFAULT_MLFLOW_UI).rstrip("/"),
+                    sensor_interval=_int("ML_ASSETS_SENSOR_INTERVAL_SECONDS", 30, 1, 86400))

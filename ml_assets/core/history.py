@@ -46,14 +46,18 @@ def delay_history(spec: DatasetSpec, labelled_events: pl.DataFrame, as_of: dt.da
         y = pl.col(label).cast(pl.Int64)
         overall = rows.select(positives=y.sum(), count=pl.len()).collect()
         positives, count = int(overall["positives"][0] or 0), int(overall["count"][0])
-        prior = positives / count if count else float("nan")
+        # No labelled event in the window (e.g. a week of refused outcome days): the rate is unknown (null), not
+        # NaN, which would pass for a number downstream and fail the features' [0, 1] range check.
+        prior = positives / count if count else None
         parts.append(pl.DataFrame({"name": [GLOBAL], "window": [window], "key": [GLOBAL], "positives": [positives],
-                                   "count": [count], "rate": [prior]}))
+                                   "count": [count], "rate": [prior]}, schema_overrides={"rate": pl.Float64}))
+        shrink_to = pl.lit(prior, dtype=pl.Float64)
         for name in h.keys:
             per = (rows.group_by(f"__hkey_{name}").agg(positives=y.sum(), count=pl.len())
                    .rename({f"__hkey_{name}": "key"})
                    .with_columns(name=pl.lit(name), window=pl.lit(window, dtype=pl.Int64),
-                                 rate=(pl.col("positives") + h.prior_weight * prior) / (pl.col("count") + h.prior_weight))
+                                 rate=(pl.col("positives") + h.prior_weight * shrink_to)
+                                 / (pl.col("count") + h.prior_weight))
                    .collect())
             parts.append(per.select(list(SCHEMA)[:-1]))
     out = pl.concat(parts, how="vertical_relaxed").with_columns(as_of=pl.lit(as_of))
@@ -68,7 +72,8 @@ def attach_history(spec: DatasetSpec, rows: pl.LazyFrame, history: pl.DataFrame 
     helper_columns = [f"__hkey_{n}" for n in spec.history.keys]
     for window in spec.history.windows:
         overall = table.filter((pl.col("name") == GLOBAL) & (pl.col("window") == window))["rate"]
-        default = float(overall[0]) if overall.len() else None
+        known = overall.drop_nulls().drop_nans()
+        default = float(known[0]) if known.len() else None  # nothing labelled in the window: unknown (null)
         for name in spec.history.keys:
             column = history_column(name, window)
             lookup = (table.filter((pl.col("name") == name) & (pl.col("window") == window))

@@ -84,24 +84,35 @@ def label_balance(positives: int, n: int, reference_positives: int, reference_n:
             "p_value": test["p_value"], "ci": test["ci"]}
 
 
+def _cast(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """A logged (JSON) value as the stored dtype; dates arrive as ISO text (polars 2 has no string -> date cast)."""
+    if source == pl.String and target == pl.Date:
+        return pl.col(column).str.to_date(strict=False)
+    return pl.col(column).cast(target, strict=False)
+
+
 def skew(logged: pl.DataFrame, stored: pl.DataFrame, key: list[str], columns: list[str], tol: float = 1e-6
          ) -> dict[str, Any]:
     """Share of logged request rows whose model inputs differ from the stored features of the same events."""
-    present = [c for c in columns if c in logged.columns and c in stored.columns]
+    # Key columns (carrier, origin, ... are often model inputs too) are what rows are matched on: they cannot differ.
+    present = [c for c in dict.fromkeys(columns) if c in logged.columns and c in stored.columns and c not in key]
     if logged.is_empty() or not present:
         return {"rows": 0, "differing_rows": 0, "share": math.nan, "columns": {}}
-    left = logged.select(*key, *present).with_columns(pl.col(c).cast(stored.schema[c], strict=False)
+    left = logged.select(*key, *present).with_columns(_cast(c, logged.schema[c], stored.schema[c])
                                                       for c in [*key, *present])
     joined = left.join(stored.select(*key, *present), on=key, how="inner", suffix="__stored")
     differs = {}
     any_diff = pl.lit(False)
     for c in present:
         if stored.schema[c].is_numeric():
-            d = ((pl.col(c) - pl.col(f"{c}__stored")).abs() > tol) | (pl.col(c).is_null() != pl.col(f"{c}__stored").is_null())
+            # missing on both sides (null, or NaN) is the same input; missing on one side only is a difference
+            a, b = (pl.col(x).cast(pl.Float64).fill_nan(None) for x in (c, f"{c}__stored"))
+            d = (pl.when(a.is_null() & b.is_null()).then(False).when(a.is_null() | b.is_null()).then(True)
+                 .otherwise((a - b).abs() > tol))
         else:
             d = pl.col(c).fill_null("") != pl.col(f"{c}__stored").fill_null("")
         differs[c] = int(joined.select(d.sum()).item() or 0)
-        any_diff = any_diff | d.fill_null(True)
+        any_diff = any_diff | d
     count = int(joined.select(any_diff.sum()).item() or 0) if joined.height else 0
     return {"rows": joined.height, "differing_rows": count, "share": count / joined.height if joined.height else math.nan,
             "columns": {c: n for c, n in differs.items() if n}}

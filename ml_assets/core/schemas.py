@@ -117,6 +117,11 @@ def schema_violations(frame: pl.DataFrame, schema: Any) -> list[Violation]:
                 out.append(Violation(_FRAME_LEVEL_RULES[check], name, frame.height))
             continue
         out.append(Violation(str(check), column, group.height, group["failure_case"].head(5).to_list()))
+    # pandera's strict check stops at the first unexpected column: name every one (e.g. all leaked outcome columns).
+    named = {v.column for v in out if v.rule == "unexpected_column"}
+    if getattr(schema, "strict", False) is True:
+        out += [Violation("unexpected_column", c, frame.height) for c in frame.columns
+                if c not in schema.columns and c not in named]
     return out
 
 

@@ -125,6 +125,8 @@ class Features(_Model):
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict, description="checked on every row")
     carry: list[str] = Field(default_factory=list,
                              description="columns kept beside the features (identifiers, slice inputs)")
+    drift_quiet: list[str] = Field(default_factory=list, description="features whose day-to-day drift is their "
+                                   "nature (calendar, weather, recent rates): reported, never warned about")
 
 
 class History(_Model):
@@ -337,13 +339,41 @@ def spec_path(name_or_path: str | os.PathLike | None = None) -> Path:
     return path.resolve()
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML with the core schema's plain scalars (YAML 1.2), not PyYAML's YAML 1.1 ones.
+
+    Under YAML 1.1 ``on``/``off``/``yes``/``no`` are booleans (a column named ``on`` or the value ``NO`` becomes
+    True/False), ``18:00`` is the base-60 integer 1080 (which pydantic reads as 00:18:00, silently) and an
+    impossible date such as ``2013-13-01`` raises a bare ValueError that names neither the file nor the field.
+    Here only true/false are booleans, numbers are decimal, and dates stay text for pydantic to parse (and to
+    name the field when it cannot).
+    """
+
+
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in (_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpecLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_SpecLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_SpecLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$"
+                       r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"), list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse spec YAML with the core schema (see ``_SpecLoader``)."""
+    return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 @functools.cache
 def _load(path: Path) -> DatasetSpec:
     from pydantic import ValidationError
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = read_yaml(path.read_text())
+    except (OSError, yaml.YAMLError, ValueError) as exc:
         raise SpecError(f"dataset spec {path}: cannot read it as YAML: {exc}") from None
     try:
         return DatasetSpec.model_validate(data)

@@ -31,6 +31,7 @@ class Blueprint:
     monitoring_window: int = 7
     reference_window: int = 28
     owners: tuple[str, ...] = field(default=("team:ml-platform",))
+    sensor_interval: int = 30  # seconds between sensor evaluations (ML_ASSETS_SENSOR_INTERVAL_SECONDS)
 
     @cached_property
     def outcome_lag(self) -> int:

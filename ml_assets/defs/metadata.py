@@ -77,3 +77,16 @@ def violations_check(name: str, violations: list[Violation], severity=dg.AssetCh
         metadata["first_failure"] = str(violations[0])
     return dg.AssetCheckResult(check_name=name, passed=not violations, severity=severity, metadata=metadata,
                                description=str(violations[0]) if violations else None)
+
+
+def contract_check(rules: dict[str, list[Violation]], name: str = "contract", **extra: Any) -> dg.AssetCheckResult:
+    """One check over several rules of a data contract: passes when every rule holds; the metadata lists each
+    rule's verdict and names every failed rule, column, row count and examples. One evaluation per day instead of
+    one per rule keeps a year's event log small; the rule that refused a day is still named."""
+    failed = {rule: v for rule, v in rules.items() if v}
+    verdicts = pl.DataFrame([{"rule": rule, "passed": not v, "violations": len(v),
+                              "first": str(v[0]) if v else ""} for rule, v in rules.items()])
+    result = violations_check(name, [x for v in failed.values() for x in v], **extra)
+    return dg.AssetCheckResult(check_name=name, passed=result.passed, severity=result.severity,
+                               description=(f"{', '.join(failed)}: {result.description}" if failed else None),
+                               metadata={**result.metadata, "rules": table(verdicts)})

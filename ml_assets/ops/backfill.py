@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import sys
 import threading
 import time
@@ -116,16 +117,10 @@ def _progress(instance: dg.DagsterInstance, backfill_id: str, total: int, starte
     return Progress(min(done, total), total, step, time.time() - started)
 
 
-def execute_backfill_here(dagster_home: str, backfill_id: str, total: int,
-                          code: str = f"{__name__}:in_process_definitions", report: Callable[[str], None] = print,
-                          stop: threading.Event | None = None, every_s: float = 10.0) -> BulkActionStatus:
-    """Play the backfill daemon for ``backfill_id`` only, in this process, until it finishes or ``stop`` is set.
+def run_backfill_daemon(dagster_home: str, backfill_id: str, code: str = f"{__name__}:in_process_definitions") -> None:
+    """The backfill daemon's own code (``execute_backfill_jobs``) for ONE backfill, in this process, until it ends.
 
-    The daemon's own code (``execute_backfill_jobs``) runs in a worker thread over an instance opened with
-    Dagster's in-process run launcher; this thread prints progress every ``every_s`` seconds. On ``stop`` the
-    backfill is canceled and its unfinished runs are marked canceled (every write is atomic: nothing is left
-    half-written, and a rerun resumes with what is missing).
-    """
+    The instance is opened with Dagster's in-process run launcher, so its runs execute here, one after the other."""
     from dagster._core.instance.ref import InstanceRef
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -138,46 +133,83 @@ def execute_backfill_here(dagster_home: str, backfill_id: str, total: int,
                                   "class": "SyncInMemoryRunLauncher"}}
     module, attribute = code.split(":")
     logger = logging.getLogger("ml_assets.backfill")
-    stop = stop or threading.Event()
-    started = time.time()
-    errors: list[str] = []
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(dagster_home, overrides=overrides)) as instance:
-        target = InProcessWorkspaceLoadTarget(InProcessCodeLocationOrigin(
-            LoadableTargetOrigin(module_name=module, attribute=attribute, executable_path=sys.executable),
-            location_name="ml_assets"))
-        with WorkspaceProcessContext(instance, target) as workspace:
-            def work() -> None:
-                while not stop.is_set():
-                    backfill = instance.get_backfill(backfill_id)
-                    if backfill.status in TERMINAL:
-                        return
-                    for error in execute_backfill_jobs(workspace, logger, [backfill]):
-                        if error is not None:
-                            errors.append(error.message)
-                        if stop.is_set():
-                            return
+    target = InProcessWorkspaceLoadTarget(InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name=module, attribute=attribute, executable_path=sys.executable),
+        location_name="ml_assets"))
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(dagster_home, overrides=overrides)) as instance, \
+            WorkspaceProcessContext(instance, target) as workspace:
+        while instance.get_backfill(backfill_id).status not in TERMINAL:
+            if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id},
+                                                       statuses=[dg.DagsterRunStatus.CANCELED])):
+                return  # interrupted by the supervisor: do not start the next run
+            for error in execute_backfill_jobs(workspace, logger, [instance.get_backfill(backfill_id)]):
+                if error is not None:
+                    print(f"backfill daemon error: {(error.message or '').splitlines()[0]}", flush=True)
 
-            worker = threading.Thread(target=work, name="backfill", daemon=True)
-            worker.start()
-            while worker.is_alive():
-                worker.join(timeout=every_s)
-                if worker.is_alive() and not stop.is_set():
+
+def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, report: Callable[[str], None] = print,
+                          every_s: float = 10.0, grace_s: float = 30.0) -> tuple[BulkActionStatus, bool]:
+    """Execute ``backfill_id`` in a worker process supervised by this one, with progress every ``every_s`` seconds.
+
+    Ctrl-C or SIGTERM here: the runs under way are marked CANCELING, then the worker is interrupted, so Dagster
+    records the interrupt as a cancellation (not a failure); the backfill is canceled; every write being atomic,
+    nothing is half-written, and a rerun resumes with what is missing. A worker (not this process) runs the steps
+    because Dagster takes over the interrupt signals while it executes. Returns (status, interrupted).
+    """
+    import subprocess
+
+    stopping = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker = subprocess.Popen([sys.executable, "-m", __name__, dagster_home, backfill_id], start_new_session=True)
+    started, last_report = time.time(), time.time()
+    try:
+        with dg.DagsterInstance.get() as instance:
+            while worker.poll() is None and not stopping.is_set():
+                time.sleep(0.5)
+                if time.time() - last_report >= every_s:
                     report(_progress(instance, backfill_id, total, started).line())
-            if stop.is_set():
+                    last_report = time.time()
+            if stopping.is_set():
+                for run in _unfinished(instance, backfill_id):
+                    instance.report_run_canceling(run, message="ml-assets backfill: Ctrl-C / SIGTERM")
+                _interrupt(worker, grace_s)
                 cancel(instance, backfill_id)
-            for message in errors[-3:]:
-                report(f"backfill daemon error: {message.splitlines()[0] if message else ''}")
-            return instance.get_backfill(backfill_id).status
+            return instance.get_backfill(backfill_id).status, stopping.is_set()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if worker.poll() is None:
+            _interrupt(worker, grace_s)
+
+
+def _interrupt(worker, grace_s: float) -> None:
+    import os
+
+    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(worker.pid, sig)
+            worker.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except Exception:  # noqa: BLE001 - still running after the grace period: next signal
+            continue
+
+
+UNFINISHED = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+
+
+def _unfinished(instance: dg.DagsterInstance, backfill_id: str) -> list:
+    return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}, statuses=list(UNFINISHED)))
 
 
 def cancel(instance: dg.DagsterInstance, backfill_id: str) -> list[str]:
     """Mark the backfill canceled and its unfinished runs canceled; returns the runs canceled."""
     canceled = []
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
-        if run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                          dg.DagsterRunStatus.STARTED):
-            instance.report_run_canceled(run, message="ml-assets backfill was interrupted (Ctrl-C / SIGTERM)")
-            canceled.append(run.run_id)
+    for run in _unfinished(instance, backfill_id):
+        instance.report_run_canceled(run, message="ml-assets backfill was interrupted (Ctrl-C / SIGTERM)")
+        canceled.append(run.run_id)
     backfill = instance.get_backfill(backfill_id)
     if backfill is not None and backfill.status not in TERMINAL:
         instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELED))
@@ -204,3 +236,7 @@ def day_summary(instance: dg.DagsterInstance, ends: list[dg.AssetKey], start: dt
                 reasons.append(str(reason.value))
         out[d] = {"status": "refused", "detail": reasons[0]} if reasons else {"status": "processed", "detail": ""}
     return out
+
+
+if __name__ == "__main__":  # the worker of execute_backfill_here
+    run_backfill_daemon(sys.argv[1], sys.argv[2])

@@ -30,8 +30,14 @@ def celery_config() -> dict:
     }
 
 
-def build_executor(env: str) -> dg.ExecutorDefinition:
+def build_executor(env: str, local: str = "multiprocess") -> dg.ExecutorDefinition:
+    """``local``: ``multiprocess`` (steps in parallel, a process each) or ``in_process`` (one process per run:
+    less start-up, no parallel steps; ``ML_ASSETS_EXECUTOR``)."""
     if env == "local":
+        if local == "in_process":
+            return dg.in_process_executor
+        if local != "multiprocess":
+            raise ValueError(f"ML_ASSETS_EXECUTOR must be 'multiprocess' or 'in_process', got {local!r}")
         return dg.multiprocess_executor.configured({"max_concurrent": LOCAL_MAX_CONCURRENT})
     if env == "production":
         try:

@@ -1,334 +1,331 @@
-"""HTTP scoring of one deployment bundle: raw flight records in, ``p_late`` out, every prediction logged.
+"""HTTP scoring that follows production: the champion of the newest champion state, hot-swapped without a restart.
 
-- The bundle is loaded once through ``load_bundle`` (MANIFEST verified; a tampered bundle never serves) and
-  scored with onnxruntime only: no torch, no xgboost, nothing unpickled.
-- Records become features through the SAME ``build_features`` used for training: the request is turned into
-  the three raw frames (flights, weather, planes) that function takes. Weather and plane data are optional
-  parts of a record; what is not given is missing (NaN), exactly as for a flight without a weather reading.
-  A record's features never depend on the other records of a batch (see ``_independent_groups``).
-- ``POST /predict`` takes one record or a list; ``GET /health``; ``GET /model`` (version, metrics, lineage).
-- Validation errors are 422 with pydantic's detail (field path and message); an origin the model was not
-  trained on is refused the same way.
-- Each prediction is one JSON line in ``<log_dir>/predictions-YYYY-MM-DD.jsonl`` (UTC day of the request):
-  request id, UTC timestamp, model version, the raw record, its features and ``p_late``; appended with a
-  single write per request and flushed before the response is sent.
+- ``POST /predict``: one record or a list (the request model is derived from the dataset spec:
+  ``serving.request``); features through the batch path's ``build_features`` over the stored context of the
+  event's day (``serving.context``); scored by the champion's bundle with onnxruntime (no torch, no xgboost,
+  no dagster in this process). The answer names the version that answered.
+- Every answered request is logged before the response (``core.prediction_log``, one object per batch, local
+  or S3); a log that cannot be written fails the request with 503: no prediction is ever returned unlogged.
+- The champion is followed (``serving.models``): a background poll reads the newest champion state every
+  ``poll_seconds``; a promotion or rollback loads and verifies the new bundle, then swaps it in atomically.
+  ``bundle=PATH`` pins one bundle instead.
+- Shadow mode: a challenger (default: the newest deployment bundle that is not the champion) scores each request
+  in a worker thread, off the response path; its score is logged (``shadow``), never returned.
+- ``GET /health`` (cheap: no model work), ``GET /model``, offline ``/docs`` and ``/redoc`` (assets served here).
+- Hardening (``serving.hardening``): 413 before parsing, strict JSON (no NaN/Infinity), strict types and spec
+  bounds, bounded 422 bodies; only genuine server faults are 5xx (logged).
 
-Run: ``ml-assets serve`` (the champion), or ``python -m ml_assets.serving.app --bundle
-.ml_assets/bundles/flight_delay_xgboost/1.0.0 --log-dir .ml_assets/predictions``
-(binds 127.0.0.1:8000 by default).
+Run: ``ml-assets serve`` or ``python -m ml_assets.serving.app --home .ml_assets [--bundle PATH]``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
-import json
-import os
-import threading
+import gc
+import logging
+import math
+import sys
 import uuid
-from pathlib import Path
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
-from fastapi import Body, FastAPI
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ml_assets.core.bundle import Bundle, load_bundle
-from ml_assets.core.features import FEATURES, KEY_COLUMNS, WEATHER_COLUMNS, build_features
+from ml_assets.core import prediction_log as LOG
+from ml_assets.core.features import with_date
+from ml_assets.core.spec import DatasetSpec
+from ml_assets.core.storage import make_path
+from ml_assets.serving.context import BatchTooVaried, ContextCache, online_features
+from ml_assets.serving.hardening import BodyLimit, Refusal, bounded, is_json_content_type, parse_json
+from ml_assets.serving.models import ModelManager, Served
+from ml_assets.serving.request import MAX_BATCH, RequestInvalid, RequestRows, parse_request, request_schema
+from ml_assets.serving.shadow import ShadowJob, ShadowWorker, log_lines
 
-MAX_BATCH = 1000
-DEFAULT_ORIGINS = ("EWR", "JFK", "LGA")  # the landing contract (core.schemas.ORIGINS), without importing pandera
-LOG_PREFIX = "predictions-"
-
-HHMM = Annotated[int, Field(ge=0, le=2359, description="local time as HHMM, e.g. 1345")]
-
-
-class Weather(BaseModel):
-    """Origin weather at the scheduled departure hour (a forecast, in production). Every field optional."""
-
-    model_config = ConfigDict(extra="forbid")
-    temp: float | None = Field(None, ge=-60, le=130, description="°F")
-    dewp: float | None = Field(None, ge=-80, le=100, description="dew point, °F")
-    humid: float | None = Field(None, ge=0, le=100, description="relative humidity, %")
-    wind_dir: float | None = Field(None, ge=0, le=360, description="degrees")
-    wind_speed: float | None = Field(None, ge=0, description="mph (above 150 treated as a sensor fault)")
-    wind_gust: float | None = Field(None, ge=0, description="mph")
-    precip: float | None = Field(None, ge=0, description="inches")
-    pressure: float | None = Field(None, ge=900, le=1100, description="millibars")
-    visib: float | None = Field(None, ge=0, description="miles")
-
-
-class Plane(BaseModel):
-    """The aircraft (requires the record's ``tailnum``). Every field optional."""
-
-    model_config = ConfigDict(extra="forbid")
-    year_of_manufacture: int | None = Field(None, ge=1900, le=2100)
-    seats: int | None = Field(None, ge=0, le=1000)
-    engines: int | None = Field(None, ge=0, le=8)
-
-
-class FlightRecord(BaseModel):
-    """One scheduled flight as known the evening before. Outcome fields (delays, actual times) are refused."""
-
-    model_config = ConfigDict(extra="forbid")
-    year: int = Field(ge=2000, le=2100)
-    month: int = Field(ge=1, le=12)
-    day: int = Field(ge=1, le=31)
-    sched_dep_time: HHMM
-    sched_arr_time: HHMM
-    carrier: str = Field(pattern=r"^[A-Z0-9]{2}$", description="two-character carrier code, e.g. UA")
-    flight: int = Field(ge=1, le=99999)
-    tailnum: str | None = Field(None, pattern=r"^[A-Z0-9]{1,10}$")
-    origin: str = Field(pattern=r"^[A-Z0-9]{3}$", description="origin airport the model knows (see GET /model)")
-    dest: str = Field(pattern=r"^[A-Z0-9]{3}$")
-    distance: int = Field(ge=0, le=10_000, description="miles")
-    weather: Weather | None = None
-    plane: Plane | None = None
-
-    @field_validator("sched_dep_time", "sched_arr_time")
-    @classmethod
-    def _hhmm(cls, value: int) -> int:
-        if value % 100 > 59:
-            raise ValueError(f"{value} is not HHMM (minutes above 59)")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FlightRecord:
-        problems = []
-        try:
-            dt.date(self.year, self.month, self.day)
-        except ValueError as exc:
-            problems.append(f"year/month/day is not a calendar date: {exc}")
-        if self.plane is not None and self.tailnum is None:
-            problems.append("plane data needs the tailnum it belongs to")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
-class Prediction(BaseModel):
-    p_late: float
-    late: bool | None = Field(description="p_late >= the model's threshold (null when the bundle has none)")
-
-
-class PredictResponse(BaseModel):
-    model_version: str
-    request_id: str
-    predictions: list[Prediction]
-
-
-_ONE = TypeAdapter(FlightRecord)
-_MANY = TypeAdapter(list[FlightRecord])
-
-
-def parse_records(body: Any, max_batch: int = MAX_BATCH) -> list[FlightRecord]:
-    """One record or a list of records -> list; errors located as ``body[, index], field``."""
-    try:
-        if isinstance(body, list):
-            if not body:
-                raise RequestValidationError([_error(("body",), "at least one record is required", body)])
-            if len(body) > max_batch:
-                raise RequestValidationError([_error(("body",), f"at most {max_batch} records per request",
-                                                     len(body))])
-            return _MANY.validate_python(body)
-        return [_ONE.validate_python(body)]
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
-        ) from None
-
-
-def _error(loc: tuple, msg: str, value: Any) -> dict[str, Any]:
-    return {"type": "value_error", "loc": loc, "msg": msg, "input": value}
-
-
-# ---------------------------------------------------------------- records -> raw frames -> build_features
-
-_FLIGHTS_SCHEMA = {"year": pl.Int64, "month": pl.Int64, "day": pl.Int64, "sched_dep_time": pl.Int64,
-                   "sched_arr_time": pl.Int64, "carrier": pl.String, "flight": pl.Int64, "tailnum": pl.String,
-                   "origin": pl.String, "dest": pl.String, "distance": pl.Int64}
-_WEATHER_SCHEMA = {"origin": pl.String, "year": pl.Int64, "month": pl.Int64, "day": pl.Int64, "hour": pl.Int64,
-                   **{c: pl.Float64 for c in WEATHER_COLUMNS}}
-_PLANES_SCHEMA = {"tailnum": pl.String, "year": pl.Int64, "seats": pl.Int64, "engines": pl.Int64}
-
-
-def _weather_key(r: FlightRecord) -> tuple:
-    return (r.origin, r.year, r.month, r.day, r.sched_dep_time // 100)
-
-
-def _independent_groups(records: list[FlightRecord]) -> list[list[int]]:
-    """Split a batch so that within a group no two records disagree about the weather at the same
-    (origin, day, hour) or about the same plane: ``build_features`` joins weather and planes by those keys,
-    so without this a record could pick up another record's weather. Usually one group."""
-    groups: list[tuple[list[int], dict, dict]] = []
-    for i, r in enumerate(records):
-        weather, plane = (r.weather.model_dump() if r.weather else None), (r.plane.model_dump() if r.plane else None)
-        wkey = _weather_key(r)
-        for members, weathers, planes in groups:
-            if weathers.get(wkey, weather) == weather and (r.tailnum is None or planes.get(r.tailnum, plane) == plane):
-                break
-        else:
-            members, weathers, planes = [], {}, {}
-            groups.append((members, weathers, planes))
-        members.append(i)
-        weathers[wkey] = weather
-        if r.tailnum is not None:
-            planes[r.tailnum] = plane
-    return [members for members, _, _ in groups]
-
-
-def raw_frames(records: list[FlightRecord]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The flights, weather and planes frames ``build_features`` takes, from request records."""
-    flights = pl.DataFrame([{k: getattr(r, k) for k in _FLIGHTS_SCHEMA} for r in records], schema=_FLIGHTS_SCHEMA)
-    weather_rows = [{"origin": r.origin, "year": r.year, "month": r.month, "day": r.day,
-                     "hour": r.sched_dep_time // 100, **r.weather.model_dump()} for r in records if r.weather]
-    plane_rows = [{"tailnum": r.tailnum, "year": r.plane.year_of_manufacture, "seats": r.plane.seats,
-                   "engines": r.plane.engines} for r in records if r.plane and r.tailnum]
-    weather = pl.DataFrame(weather_rows, schema=_WEATHER_SCHEMA)
-    planes = pl.DataFrame(plane_rows, schema=_PLANES_SCHEMA)
-    return flights, weather, planes
-
-
-def record_features(records: list[FlightRecord]) -> pl.DataFrame:
-    """One feature row per record, in request order, through ``build_features``."""
-    parts, order = [], []
-    for group in _independent_groups(records):
-        parts.append(build_features(*raw_frames([records[i] for i in group])))
-        order += group
-    frame = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
-    if frame.height != len(records):
-        raise RuntimeError(f"build_features returned {frame.height} rows for {len(records)} records")
-    if len(parts) > 1:
-        position = {original: row for row, original in enumerate(order)}
-        frame = frame.select(pl.all().gather([position[i] for i in range(len(records))]))
-    return frame
-
-
-# ---------------------------------------------------------------- prediction log
+log = logging.getLogger("ml_assets.serving")
+SHADOW_PART = "shadow"
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class PredictionLog:
-    """JSON lines appended to ``<dir>/predictions-YYYY-MM-DD.jsonl`` (UTC day), one write + flush per request."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def path_for(self, when: dt.datetime) -> Path:
-        return self.directory / f"{LOG_PREFIX}{when.astimezone(dt.timezone.utc).date().isoformat()}.jsonl"
-
-    def append(self, lines: list[dict[str, Any]], when: dt.datetime) -> Path:
-        data = "".join(json.dumps(line, default=str, allow_nan=False, separators=(",", ":")) + "\n"
-                       for line in lines)
-        path = self.path_for(when)
-        with self._lock, open(path, "a", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-        return path
+class ErrorItem(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: str | None = None
 
 
-def _feature_rows(features: pl.DataFrame) -> list[dict[str, Any]]:
-    columns = list(dict.fromkeys(KEY_COLUMNS + FEATURES))
-    rows = features.select(columns).with_columns(pl.col("date").cast(pl.String)).to_dicts()
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()} for row in rows]
+class ErrorBody(BaseModel):
+    detail: list[ErrorItem] | str
+    error_count: int | None = None
+    truncated: bool | None = None
 
 
-# ---------------------------------------------------------------- the app
+class ModelVersion(BaseModel):
+    model_version: str = Field(description="<model line>/<version> of the bundle that answered")
+    line: str
+    version: str
 
 
-def create_app(
-    bundle_path: str | os.PathLike,
-    prediction_log_dir: str | os.PathLike,
-    *,
-    max_batch: int = MAX_BATCH,
-    clock: Callable[[], dt.datetime] = _utc_now,
-) -> FastAPI:
-    """A FastAPI app serving the bundle at ``bundle_path`` (verified on load; raises ``BundleIntegrityError``)."""
-    bundle: Bundle = load_bundle(bundle_path)
-    session = bundle.session()
-    log = PredictionLog(prediction_log_dir)
-    origins = sorted(bundle.vocabularies.get("origin") or DEFAULT_ORIGINS)
-    threshold = bundle.threshold
-
-    app = FastAPI(title="ml_assets flight delay model", version=bundle.version,
-                  description="p_late: probability that a scheduled flight arrives more than 15 minutes late.")
-    app.state.bundle = bundle
-    app.state.prediction_log = log
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": bundle.version}
-
-    @app.get("/model")
-    def model() -> dict[str, Any]:
-        return {"version": bundle.version, "model_line": bundle.model_line, "family": bundle.family,
-                "feature_code_version": bundle.features.get("feature_code_version"), "threshold": threshold,
-                "origins": origins, "inputs": bundle.features["inputs"], "metrics": bundle.metrics,
-                "lineage": bundle.lineage}
-
-    @app.post("/predict", response_model=PredictResponse)
-    def predict(
-        body: Annotated[Any, Body(description="one flight record, or a list of them (see FlightRecord)")],
-    ) -> PredictResponse:
-        records = parse_records(body, max_batch)
-        unknown = [_error(("body", *(() if not isinstance(body, list) else (i,)), "origin"),
-                          f"unknown origin {r.origin!r}: this model serves {', '.join(origins)}", r.origin)
-                   for i, r in enumerate(records) if r.origin not in origins]
-        if unknown:
-            raise RequestValidationError(unknown)
-        features = record_features(records)
-        p = bundle.score(features, session)
-        now, request_id = clock(), uuid.uuid4().hex
-        stamp = now.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-        log.append([{"ts": stamp, "request_id": request_id, "model_version": bundle.version,
-                     "request": r.model_dump(), "features": f, "p_late": float(pi)}
-                    for r, f, pi in zip(records, _feature_rows(features), p)], now)
-        return PredictResponse(model_version=bundle.version, request_id=request_id, predictions=[
-            Prediction(p_late=float(pi), late=None if threshold is None else bool(pi >= threshold)) for pi in p])
-
-    _document_request_body(app)
-    return app
+def _response_models(spec: DatasetSpec) -> tuple[type[BaseModel], type[BaseModel]]:
+    prediction = create_model(
+        "Prediction", __config__=ConfigDict(extra="forbid"),
+        **{spec.prediction: (float, Field(ge=0, le=1, description=f"the probability that {spec.label.positive}")),
+           spec.label.name: (bool | None, Field(description="the prediction is at or above the model's decision "
+                                                            "threshold (null: the bundle has none)"))})
+    response = create_model(
+        "PredictResponse", __config__=ConfigDict(extra="forbid"),
+        request_id=(str, Field(description="names this request's lines in the prediction log")),
+        model_version=(str, Field(description="<model line>/<version> of the bundle that answered")),
+        model=(ModelVersion, ...),
+        predictions=(list[prediction], Field(description="one per record, in request order")))
+    return prediction, response
 
 
-def _document_request_body(app: FastAPI) -> None:
-    """The body is validated by hand (clean error locations); describe it in the OpenAPI schema anyway."""
-    from fastapi.openapi.utils import get_openapi
+def _error_response(status: int, errors: list[dict[str, Any]] | str, headers: dict | None = None) -> JSONResponse:
+    body = {"detail": errors} if isinstance(errors, str) else bounded(errors)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _check_ranges(spec: DatasetSpec, features: pl.DataFrame, single: bool) -> list[dict[str, Any]]:
+    """Feature values outside the spec's ``features.ranges`` (the batch path refuses such rows too)."""
+    errors = []
+    for column, (low, high) in spec.features.ranges.items():
+        if column not in features.columns:
+            continue
+        values = features[column].to_list()
+        for i, v in enumerate(values):
+            if v is not None and not (low <= v <= high):
+                loc = ("body",) if single else ("body", i)
+                errors.append({"type": "feature_range", "loc": (*loc, column),
+                               "msg": f"feature {column} = {v:g} is outside its range [{low:g}, {high:g}]",
+                               "input": v})
+    return errors
+
+
+def create_app(home: str, spec: DatasetSpec, *, bundle: str | None = None, challenger: str | None = "auto",
+               poll_seconds: float = 2.0, max_body_bytes: int = 1_048_576,
+               clock: Callable[[], dt.datetime] = _utc_now, max_batch: int = MAX_BATCH,
+               context_ttl_seconds: float = 5.0) -> FastAPI:
+    """The serving app over the storage root ``home`` (a folder or s3://...).
+
+    ``bundle``: pin this bundle folder (default: follow the newest champion state). ``challenger``: "auto" (the
+    newest deployment bundle that is not the champion), a bundle folder, or None (no shadow). A pinned bundle
+    that fails verification raises ``BundleIntegrityError``; a followed one that fails is refused with a
+    warning in /health (the previous one keeps serving)."""
+    from fastapi_offline import FastAPIOffline
+
+    root = make_path(home)
+    schema = request_schema(spec, max_batch)
+    manager = ModelManager(root, spec, bundle=bundle, challenger=challenger, clock=clock)
+    manager.refresh()
+    contexts = ContextCache(root, spec, ttl_seconds=context_ttl_seconds)
+    contexts_by_spec: dict[int, ContextCache] = {}
+
+    def context_for(served_spec: DatasetSpec) -> ContextCache:
+        if served_spec == spec:
+            return contexts
+        return contexts_by_spec.setdefault(id(served_spec), ContextCache(root, served_spec,
+                                                                         ttl_seconds=context_ttl_seconds))
+
+    def write_shadow(lines: list[dict[str, Any]], request_id: str, when: dt.datetime) -> None:
+        LOG.write_batch(root, spec.name, lines, request_id, when, part=SHADOW_PART)
+
+    shadow = ShadowWorker(write_shadow)
+    prediction_model, response_model = _response_models(spec)
+    positive_field = spec.label.name
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # everything loaded so far lives as long as the process: keep it out of the collector's full scans,
+        # which would otherwise pause the event loop (and /health) for ~100 ms after a large request
+        gc.collect()
+        gc.freeze()
+        # request work runs in worker threads; hand the GIL back to the event loop (which answers /health)
+        # every millisecond rather than every 5
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        manager.start(poll_seconds)
+        try:
+            yield
+        finally:
+            manager.stop()
+            shadow.stop(timeout=5)
+
+    app = FastAPIOffline(
+        title=f"{spec.title}: {spec.prediction}", version="2", lifespan=lifespan,
+        description=f"{spec.task} `{spec.prediction}`: the probability that {spec.label.positive}. Served by the "
+                    "champion bundle (followed without a restart; see GET /model); every answer is logged.")
+    app.state.manager = manager
+    app.state.shadow = shadow
+    app.state.schema = schema
+    app.state.contexts = contexts
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    # ------------------------------------------------------------------ errors: bounded, never an echo of the input
+
+    @app.exception_handler(Refusal)
+    async def _refusal(_request: Request, exc: Refusal) -> JSONResponse:
+        return _error_response(exc.status, exc.errors)
+
+    @app.exception_handler(RequestInvalid)
+    async def _invalid(_request: Request, exc: RequestInvalid) -> JSONResponse:
+        return _error_response(exc.status, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(422, list(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error_response(exc.status_code, str(exc.detail)[:200], headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        log.error("server fault on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal server error (logged)"}, status_code=500)
+
+    # ------------------------------------------------------------------ the endpoints
+
+    @app.get("/health", summary="Liveness and what answers (no model work)")
+    async def health() -> JSONResponse:
+        champion = manager.champion
+        warnings = manager.warnings
+        status = "unavailable" if champion is None else "degraded" if warnings else "ok"
+        challenger_ = manager.challenger
+        return JSONResponse({"status": status, "model_version": champion.model_version if champion else None,
+                             "challenger_version": challenger_.model_version if challenger_ else None,
+                             "following": manager.pinned is None, "state_day": manager.state_day,
+                             "polled_at": manager.polled_at, "warnings": warnings, "shadow": shadow.stats()},
+                            status_code=200 if champion is not None else 503)
+
+    @app.get("/model", summary="Which bundle answers, since when, and the challenger")
+    async def model() -> JSONResponse:
+        champion = manager.champion
+        if champion is None:
+            raise Refusal(503, "no model to serve yet: " + "; ".join(manager.warnings))
+        challenger_ = manager.challenger
+        return JSONResponse({**champion.describe(), "following": manager.pinned is None,
+                             "newest_state_day": manager.state_day, "polled_at": manager.polled_at,
+                             "metrics": champion.bundle.metrics.get("overall"),
+                             "inputs": champion.bundle.input_names,
+                             "challenger": challenger_.describe() if challenger_ else None,
+                             "warnings": manager.warnings})
+
+    def features_for(served: Served, rows: RequestRows) -> pl.DataFrame:
+        return online_features(served.spec, rows.events, rows.nested, context_for(served.spec))
+
+    def answer(body: bytes) -> dict[str, Any]:
+        data = parse_json(body)
+        rows = parse_request(schema, data)
+        served = manager.champion  # once: this request finishes on this model whatever is swapped meanwhile
+        if served is None:
+            raise Refusal(503, "no model to serve yet: " + "; ".join(manager.warnings))
+        challenger_ = manager.challenger
+        try:
+            features = features_for(served, rows)
+        except BatchTooVaried as exc:
+            raise RequestInvalid([{"type": "too_varied", "loc": ("body",), "msg": str(exc)}]) from None
+        errors = _check_ranges(served.spec, features, rows.single)
+        if errors:
+            raise RequestInvalid(errors)
+        p = served.bundle.score(features, served.session)
+        if len(p) != rows.height or not all(math.isfinite(x) for x in p):
+            raise RuntimeError(f"{served.model_version} returned {len(p)} scores for {rows.height} rows, "
+                               "or a non-finite one")
+        request_id, when = uuid.uuid4().hex, clock()
+        days = with_date(spec, rows.events).collect()["date"].to_list()
+        lines = log_lines(served.spec, features, days, list(p), served.model_version, request_id, when)
+        try:
+            LOG.write_batch(root, spec.name, lines, request_id, when)
+        except Exception as exc:  # noqa: BLE001 - any storage failure: refuse to answer unlogged
+            log.error("prediction log write failed for request %s: %s", request_id, exc)
+            raise Refusal(503, "the prediction log cannot be written: not answered (retry later)") from None
+        if challenger_ is not None and challenger_.key != served.key:
+            same = challenger_.spec == served.spec
+            shadow.submit(ShadowJob(challenger=challenger_, features=features if same else None,
+                                    build=None if same else (lambda: features_for(challenger_, rows)),
+                                    lines=lines, request_id=request_id, when=when))
+        threshold = served.bundle.threshold
+        return {"request_id": request_id, "model_version": served.model_version,
+                "model": {"model_version": served.model_version, "line": served.line, "version": served.version},
+                "predictions": [{spec.prediction: float(x),
+                                 positive_field: None if threshold is None else bool(x >= threshold)} for x in p]}
+
+    error_responses = {status: {"model": ErrorBody, "description": text} for status, text in {
+        413: "the body is larger than the limit", 415: "the body is not application/json",
+        422: "the body is not valid JSON or not a valid request (each error names its field)",
+        503: "no model yet, or the prediction log cannot be written (nothing was answered)"}.items()}
+
+    @app.post("/predict", summary=f"{spec.prediction} for one record or a list of records",
+              response_model=response_model, responses=error_responses,
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/PredictBody"},
+                  "example": spec.serving.example}}}})
+    async def predict(request: Request):
+        if not is_json_content_type(request.headers.get("content-type")):
+            raise Refusal(415, "send the body as application/json")
+        body = await request.body()
+        result = await run_in_threadpool(answer, body)
+        return JSONResponse(result)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            body = TypeAdapter(FlightRecord | list[FlightRecord]).json_schema(
-                ref_template="#/components/schemas/{model}")
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(body.pop("$defs", {}))
-            content = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-            content["schema"] = body
-            app.openapi_schema = schema
+            from fastapi.openapi.utils import get_openapi
+
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            body = schema.body_json_schema()
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            body["title"] = "PredictBody"
+            body["description"] = f"one {schema.record.__name__}, or a list of 1..{max_batch} of them"
+            components["PredictBody"] = body
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi
+    return app
 
 
-def serve(bundle_path: str | os.PathLike, log_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(home: str, spec: DatasetSpec, bundle: str | None = None, host: str = "127.0.0.1",
+          port: int = 8000) -> None:
     """Run the app with uvicorn (one process; loopback only unless ``host`` says otherwise)."""
     import uvicorn
 
-    uvicorn.run(create_app(bundle_path, log_dir), host=host, port=port, log_level="info")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(home, spec, bundle=bundle), host=host, port=port, log_level="info")
 
 
 def main(argv: list[str] | None = None) -> None:
+    from ml_assets import settings
+    from ml_assets.core.spec import load_spec
+
     parser = argparse.ArgumentParser(prog="python -m ml_assets.serving.app", description=__doc__.split("\n")[0])
-    parser.add_argument("--bundle", required=True, help="bundle folder, e.g. .ml_assets/bundles/flight_delay_xgboost/1.0.0")
-    parser.add_argument("--log-dir", required=True, help="folder for predictions-YYYY-MM-DD.jsonl")
+    parser.add_argument("--home", default=None, help="storage root (default: $ML_ASSETS_HOME or ./.ml_assets)")
+    parser.add_argument("--dataset", default=None, help="dataset spec name or file (default: $ML_ASSETS_DATASET)")
+    parser.add_argument("--bundle", default=None, help="serve this bundle folder only (default: follow the champion)")
+    parser.add_argument("--challenger", default="auto", help="auto (default), none, or a bundle folder to shadow")
+    parser.add_argument("--poll-seconds", type=float, default=2.0)
+    parser.add_argument("--max-body-bytes", type=int, default=1_048_576)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    serve(args.bundle, args.log_dir, host=args.host, port=args.port)
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    home = args.home or settings.home()
+    app = create_app(home, load_spec(args.dataset), bundle=args.bundle,
+                     challenger=None if args.challenger == "none" else args.challenger,
+                     poll_seconds=args.poll_seconds, max_body_bytes=args.max_body_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
 if __name__ == "__main__":

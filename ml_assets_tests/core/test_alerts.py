@@ -1,4 +1,4 @@
-"""Alert lines and webhook delivery, against a real local HTTP server."""
+"""Alert lines (appended locally, one object per alert on an object store) and webhook delivery (a real server)."""
 from __future__ import annotations
 
 import json
@@ -52,7 +52,7 @@ def _closed_port_url() -> str:
 
 def _alert(**kw) -> alerts.Alert:
     base = dict(kind="check_failure", severity="error", message="schema: column dep_delay has 3 nulls",
-                run_id="abc123", asset="raw_flights", check="schema", partition="2013-01-05")
+                run_id="abc123", asset="flights/raw_schedule", check="schema", partition="2013-01-05")
     return alerts.Alert(**{**base, **kw})
 
 
@@ -62,7 +62,7 @@ def test_alert_json_has_every_field_and_utc_time():
     assert {"kind", "severity", "message", "run_id", "asset", "check", "partition", "time", "job",
             "details"} <= set(data)
     assert data["time"].endswith("Z") and "T" in data["time"]
-    assert "raw_flights/schema [2013-01-05]" in a.subject
+    assert "flights/raw_schedule/schema [2013-01-05]" in a.subject
     with pytest.raises(ValueError, match="severity"):
         _alert(severity="catastrophic")
 
@@ -116,3 +116,22 @@ def test_an_unwritable_root_is_reported_not_raised(tmp_path, webhook):
     out = alerts.deliver(_alert(), make_path(str(blocker)), webhook=webhook.url)
     assert out.file is None and "could not write" in out.errors[0]
     assert len(webhook.received) == 1  # the webhook still gets it
+
+
+def test_on_an_object_store_each_alert_is_its_own_object():
+    from upath import UPath
+
+    root = UPath("memory://alerts-test/home")
+    try:
+        first = alerts.append_alert(root, _alert(check="schema"))
+        second = alerts.append_alert(root, _alert(check="unique_key"))
+        assert first != second and "/alerts/objects/" in str(first)
+        assert [x["check"] for x in alerts.read_alerts(root)] == ["schema", "unique_key"]  # oldest first
+    finally:
+        root.fs.rm(root.path, recursive=True)
+
+
+def test_no_alerts_yet_and_truncated_messages(root):
+    assert alerts.read_alerts(root) == []
+    assert alerts.truncate("x" * 10, limit=5) == "xxxx…" and alerts.truncate(None) == ""
+    assert alerts.deliver(_alert(), None, webhook="").ok  # nowhere to deliver: nothing to fail

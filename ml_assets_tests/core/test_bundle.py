@@ -1,3 +1,6 @@
+"""Deployment bundles: layout, MANIFEST integrity (tampered, partial, extra, symlinked files), atomic writes."""
+from __future__ import annotations
+
 import datetime as dt
 import json
 import math
@@ -9,13 +12,14 @@ import pytest
 from upath import UPath
 
 from ml_assets.core import bundle as B
-from ml_assets.core.features import FEATURE_CODE_VERSION, FEATURES
+from ml_assets.core.features import feature_code_version
 
 DAY = dt.date(2013, 1, 10)
 VERSION = "1.2.0"
 LINE = "flight_delay_xgboost"
 
 METRICS = {
+    "holdout_day": DAY,
     "overall": {"rows": 900, "roc_auc": 0.71, "pr_auc": 0.42, "log_loss": 0.48, "brier": 0.15,
                 "precision": 0.4, "recall": 0.6, "f1": 0.48, "threshold": 0.25},
     "slices": [
@@ -24,53 +28,73 @@ METRICS = {
         {"slice": "carrier", "value": "ZZ", "rows": 12, "late_rate": 0.0, "roc_auc": math.nan,
          "auc_gap": math.nan, "pr_auc": math.nan, "brier": 0.1, "f1": 0.0, "flagged": False},
     ],
+    "flagged_slices": [],
     "latency": {"single_row_p50_ms": np.float64(0.21), "batch_rows": np.int64(900), "batch_ms": 3.5},
     "size_bytes": 12345,
 }
-LINEAGE = {"training_data_version": "abc123", "feature_code_version": FEATURE_CODE_VERSION,
-           "mlflow_run_id": "run-1", "parent_champion": "1.1.0", "window": {"start": dt.date(2012, 12, 13), "end": DAY}}
+LINEAGE = {"training_data_version": "abc123", "mlflow_run_id": "run-1", "parent_champion": "1.1.0",
+           "date_span": [dt.date(2013, 1, 1), dt.date(2013, 1, 9)], "train_rows": 5000, "valid_rows": 2700,
+           "window": {"start": dt.date(2012, 12, 13), "end": DAY}}
+DATA = {"dataset": "flights", "date_span": "2013-01-01 .. 2013-01-09", "days": 9, "rows": 7700,
+        "rows_per_day": [{"date": "2013-01-01", "rows": 800, "labelled": 790, "positive_share": 0.3, "split": "train"}],
+        "gaps": ["2013-01-05: no labelled rows (refused, or outcomes not landed)"]}
 
 
 @pytest.fixture(scope="module")
-def tiny_model(january_features):
-    """A real (tiny) xgboost exported to ONNX: the bytes and the model spec."""
-    from ml_assets.core.onnx_export import export_onnx
-    from ml_assets.core.training.window import split_window
-    from ml_assets.core.training.xgb import train_xgboost
+def tiny_model(xgb_model):
+    """A real xgboost exported to ONNX: the bytes and the model spec."""
+    from ml_assets.core.families import xgboost as X
 
-    train, valid = split_window(january_features, DAY)
-    model = train_xgboost(train, valid, params={"n_estimators": 4, "max_depth": 3}, seed=0, nthread=1)
-    return export_onnx(model), model.spec
+    return X.export_onnx(xgb_model), xgb_model.spec
+
+
+@pytest.fixture(scope="module")
+def files(spec, tiny_model):
+    model_bytes, model_spec = tiny_model
+    return B.build_bundle_files(VERSION, LINE, model_bytes, model_spec, METRICS, LINEAGE,
+                                spec.model_dump(mode="json"), DATA, feature_code_version(spec))
 
 
 @pytest.fixture
-def written(tmp_path, tiny_model):
-    model_bytes, spec = tiny_model
-    return B.write_bundle(tmp_path / "home", VERSION, model_bytes, spec, METRICS, LINEAGE)
+def written(tmp_path, files):
+    return B.write_bundle(tmp_path / "home", files)
 
 
-def test_bundle_layout_and_contents(written, tiny_model, tmp_path):
+def test_bundle_layout_and_contents(spec, written, tiny_model, tmp_path):
     assert written == UPath(str(tmp_path / "home" / "bundles" / LINE / VERSION))
     assert sorted(p.name for p in written.iterdir()) == sorted([*B.BUNDLE_FILES, B.MANIFEST_FILE])
     bundle = B.load_bundle(written)
     assert bundle.version == VERSION and bundle.model_bytes == tiny_model[0]
+    assert (bundle.family, bundle.model_line, bundle.output) == ("xgboost", LINE, "p_late")
     f = bundle.features
-    assert f["feature_code_version"] == FEATURE_CODE_VERSION and f["family"] == "xgboost"
-    assert f["model_line"] == "flight_delay_xgboost"
-    assert bundle.input_names == FEATURES
-    assert {i["name"]: i["dtype"] for i in f["inputs"]}["carrier"] == "string"
-    assert {i["name"]: i["dtype"] for i in f["inputs"]}["temp"] == "float32"
-    assert f["vocabularies"]["origin"] == ["EWR", "JFK", "LGA"]
-    assert f["threshold"] == tiny_model[1]["threshold"]
+    assert f["feature_code_version"] == feature_code_version(spec) and f["format_version"] == B.FORMAT_VERSION
+    assert bundle.input_names == spec.model_inputs
+    dtypes = {i["name"]: i["dtype"] for i in f["inputs"]}
+    assert dtypes["carrier"] == "string" and dtypes["temp"] == "float32" and dtypes["route_rate_7d"] == "float32"
+    assert f["categorical"] == spec.features.categorical and f["label"] == "is_late"
+    assert bundle.vocabularies["origin"] == ["EWR", "JFK", "LGA"]
+    assert bundle.threshold == tiny_model[1]["threshold"]
     # NaN becomes null (strict JSON); numpy scalars plain numbers; dates ISO strings.
     assert bundle.metrics["slices"][1]["roc_auc"] is None and bundle.metrics["latency"]["batch_rows"] == 900
     assert bundle.lineage["window"]["start"] == "2012-12-13" and bundle.lineage["parent_champion"] == "1.1.0"
+    assert bundle.dataset == json.loads(json.dumps(spec.model_dump(mode="json")))  # a server rebuilds the features
     card = bundle.model_card
-    for heading in ("## Intended use", "## Data and lineage", "## Metrics (holdout)", "## Metrics by slice",
-                    "## Limitations", "## Caveats", "## Cost"):
+    for heading in ("## Intended use", "## Model", "## Data and lineage", "## Metrics (holdout)",
+                    "## Metrics by slice", "## Cost", "## Limitations"):
         assert heading in card
     assert "| origin | EWR | 300 |" in card and "run-1" in card and "0.7100" in card
-    assert "flight_delay_xgboost 1.2.0" in card
+    assert "flight_delay_xgboost 1.2.0" in card and spec.task in card and spec.card.limitations[0] in card
+    assert "Trained on 2013-01-01 .. 2013-01-09" in card
+    data_card = (written / B.DATA_CARD_FILE).read_text()
+    assert data_card.startswith(f"# Data card: {spec.title}") and "| schedule | events |" in data_card
+    assert "2013-01-05: no labelled rows" in data_card and "| 2013-01-01 | 800 | 790 |" in data_card
+
+
+def test_model_spec_may_be_given_as_json(spec, tiny_model, files):
+    model_bytes, model_spec = tiny_model
+    as_text = B.build_bundle_files(VERSION, LINE, model_bytes, json.dumps(model_spec), METRICS, LINEAGE,
+                                   spec.model_dump(mode="json"), DATA, feature_code_version(spec))
+    assert as_text == files  # deterministic, whatever form the spec came in
 
 
 def test_manifest_is_sha256sum_format(written):
@@ -80,12 +104,13 @@ def test_manifest_is_sha256sum_format(written):
     assert [line.split("  ")[1] for line in lines] == sorted(B.BUNDLE_FILES)
 
 
-def test_bundle_scores_like_score_onnx(written, january_features):
+def test_bundle_scores_like_the_onnx_session(written, split):
     from ml_assets.core.onnx_export import score_onnx
 
     bundle = B.load_bundle(written)
-    frame = january_features.head(200)
-    np.testing.assert_array_equal(bundle.score(frame), score_onnx(bundle.model_bytes, frame))
+    np.testing.assert_array_equal(bundle.score(split.holdout), score_onnx(bundle.model_bytes, split.holdout))
+    np.testing.assert_array_equal(bundle.score(split.awkward), score_onnx(bundle.model_bytes, split.awkward))
+    assert bundle.score(split.holdout.head(0)).shape == (0,)
 
 
 def test_changed_byte_is_refused(written):
@@ -102,8 +127,9 @@ def test_edited_metrics_are_refused(written):
     metrics = json.loads((written / "metrics.json").read_text())
     metrics["overall"]["roc_auc"] = 0.99
     (written / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(B.BundleIntegrityError, match=r"metrics\.json"):
+    with pytest.raises(B.BundleIntegrityError, match=r"metrics\.json") as err:
         B.load_bundle(written)
+    assert err.value.file == "metrics.json"
 
 
 def test_deleted_file_is_refused(written):
@@ -113,11 +139,33 @@ def test_deleted_file_is_refused(written):
     assert err.value.file == "model_card.md"
 
 
-def test_added_file_is_refused(written):
+def test_added_file_or_folder_is_refused(written):
     (written / "extra.py").write_text("print('hi')")
     with pytest.raises(B.BundleIntegrityError, match=r"extra\.py is not listed in MANIFEST") as err:
         B.load_bundle(written)
     assert err.value.file == "extra.py"
+    (written / "extra.py").unlink()
+    (written / "sub").mkdir()
+    with pytest.raises(B.BundleIntegrityError, match="unexpected folder"):
+        B.load_bundle(written)
+
+
+def test_a_symlinked_file_is_refused_even_with_the_right_content(written, tmp_path):
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes((written / "metrics.json").read_bytes())
+    os.remove(os.fspath(written / "metrics.json"))
+    os.symlink(target, os.fspath(written / "metrics.json"))
+    with pytest.raises(B.BundleIntegrityError, match=r"metrics\.json is a symlink") as err:
+        B.load_bundle(written)
+    assert err.value.file == "metrics.json"
+
+
+def test_a_symlinked_bundle_folder_is_refused(written):
+    link = written.parent / "9.9.9"
+    os.symlink(os.fspath(written), os.fspath(link))
+    with pytest.raises(B.BundleIntegrityError, match="is a symlink"):
+        B.load_bundle(link)
+    assert B.load_bundle(written).version == VERSION
 
 
 def test_missing_manifest_is_a_partial_bundle(written):
@@ -125,6 +173,7 @@ def test_missing_manifest_is_a_partial_bundle(written):
     with pytest.raises(B.BundleIntegrityError, match="partial bundle.*no MANIFEST") as err:
         B.load_bundle(written)
     assert err.value.file == "MANIFEST"
+    assert B.list_bundles(written.parent.parent.parent, LINE) == []  # not a complete version
 
 
 def test_manifest_that_drops_a_file_or_is_garbled_is_refused(written):
@@ -135,19 +184,22 @@ def test_manifest_that_drops_a_file_or_is_garbled_is_refused(written):
     (written / "MANIFEST").write_text("not a manifest\n")
     with pytest.raises(B.BundleIntegrityError, match="line 1 is malformed"):
         B.load_bundle(written)
+    twice = manifest + [manifest[0]]
+    (written / "MANIFEST").write_text("\n".join(twice) + "\n")
+    with pytest.raises(B.BundleIntegrityError, match="twice"):
+        B.load_bundle(written)
 
 
 def test_no_bundle_folder(tmp_path):
     with pytest.raises(B.BundleIntegrityError, match="no bundle at"):
-        B.load_bundle(tmp_path / "bundles" / "9.9.9")
+        B.load_bundle(tmp_path / "bundles" / LINE / "9.9.9")
 
 
 def test_atomic_write_leaves_no_temp_folder(written):
     assert [p.name for p in written.parent.iterdir()] == [VERSION]
 
 
-def test_failed_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
-    model_bytes, spec = tiny_model
+def test_failed_write_leaves_nothing(tmp_path, files, monkeypatch):
     real_fsync = os.fsync
     calls = []
 
@@ -159,37 +211,40 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_model, monkeypatch):
 
     monkeypatch.setattr(B.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
-        B.write_bundle(tmp_path, VERSION, model_bytes, spec, METRICS, LINEAGE)
+        B.write_bundle(tmp_path, files)
     assert list((tmp_path / "bundles" / LINE).iterdir()) == []  # neither the version nor a temp folder
 
 
-def test_versions_are_immutable(written, tiny_model):
-    model_bytes, spec = tiny_model
+def test_versions_are_immutable(spec, written, files, tiny_model):
     root = written.parent.parent.parent
-    # Identical content: a no-op returning the same folder.
-    assert B.write_bundle(root, VERSION, model_bytes, spec, METRICS, LINEAGE) == written
+    assert B.write_bundle(root, files) == written  # identical content: a no-op returning the same folder
+    other = B.build_bundle_files(VERSION, LINE, tiny_model[0], tiny_model[1], METRICS,
+                                 {**LINEAGE, "mlflow_run_id": "other"}, spec.model_dump(mode="json"), DATA,
+                                 feature_code_version(spec))
     with pytest.raises(B.BundleExistsError, match="immutable"):
-        B.write_bundle(root, VERSION, model_bytes, spec, METRICS, {**LINEAGE, "mlflow_run_id": "other"})
+        B.write_bundle(root, other)
     assert B.load_bundle(written).lineage["mlflow_run_id"] == "run-1"
     assert B.list_bundles(root, LINE) == [VERSION]
+    # rewriting the same version over a tampered copy is refused too: the files must still match the MANIFEST
+    (written / "lineage.json").write_bytes(b"{}")
+    with pytest.raises(B.BundleIntegrityError, match=r"lineage\.json"):
+        B.write_bundle(root, files)
 
 
-def test_partial_local_folder_is_replaced(tmp_path, tiny_model):
-    model_bytes, spec = tiny_model
+def test_partial_local_folder_is_replaced(tmp_path, files):
     partial = tmp_path / "bundles" / LINE / VERSION
     partial.mkdir(parents=True)
     (partial / "model.onnx").write_bytes(b"half")
     (partial / "junk").write_bytes(b"x")
-    path = B.write_bundle(tmp_path, VERSION, model_bytes, spec, METRICS, LINEAGE)
-    assert B.load_bundle(path).model_bytes == model_bytes
+    path = B.write_bundle(tmp_path, files)
+    assert B.load_bundle(path).model_bytes == files[B.MODEL_FILE]
     assert [p.name for p in (tmp_path / "bundles" / LINE).iterdir()] == [VERSION]
 
 
-def test_object_store_writes_manifest_last_and_verifies(tiny_model):
-    model_bytes, spec = tiny_model
+def test_object_store_writes_manifest_last_and_verifies(files):
     root = UPath("memory://bundle-test/home")
     try:
-        path = B.write_bundle(root, VERSION, model_bytes, spec, METRICS, LINEAGE)
+        path = B.write_bundle(root, files)
         assert B.load_bundle(path).version == VERSION
         (path / "lineage.json").write_bytes(b"{}")
         with pytest.raises(B.BundleIntegrityError, match=r"lineage\.json"):
@@ -199,23 +254,45 @@ def test_object_store_writes_manifest_last_and_verifies(tiny_model):
             B.load_bundle(path)
         # An interrupted write (no MANIFEST) is finished cleanly by the next write, leftovers gone.
         (path / "stray.tmp").write_bytes(b"x")
-        B.write_bundle(root, VERSION, model_bytes, spec, METRICS, LINEAGE)
+        B.write_bundle(root, files)
         assert B.load_bundle(path).lineage["mlflow_run_id"] == "run-1"
     finally:
         root.fs.rm(root.path, recursive=True)
 
 
-def test_invalid_version_is_refused(tmp_path, tiny_model):
+def test_invalid_version_or_line_is_refused(spec, tmp_path, tiny_model):
     with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
-        B.write_bundle(tmp_path, "latest", tiny_model[0], tiny_model[1], METRICS, LINEAGE)
+        B.build_bundle_files("latest", LINE, tiny_model[0], tiny_model[1], METRICS, LINEAGE,
+                             spec.model_dump(mode="json"), DATA, "f")
+    with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
+        B.bundle_path(tmp_path, LINE, "../1.0.0")
+    with pytest.raises(ValueError, match="invalid model line"):
+        B.bundle_path(tmp_path, "../etc", "1.0.0")
 
 
-def test_session_checks_inputs_against_features_json(written):
+def test_a_model_without_the_declared_output_is_refused(spec, tiny_model):
+    with pytest.raises(ValueError, match="no 'p_on_time' output"):
+        B.build_bundle_files(VERSION, LINE, tiny_model[0], {**tiny_model[1], "output": "p_on_time"}, METRICS,
+                             LINEAGE, spec.model_dump(mode="json"), DATA, "f")
+
+
+def test_session_checks_inputs_against_features_json(spec, written):
     bundle = B.load_bundle(written)
-    assert [i.name for i in bundle.session().get_inputs()] == FEATURES
+    assert [i.name for i in bundle.session().get_inputs()] == spec.model_inputs
     broken = B.Bundle(**{**bundle.__dict__, "features": {**bundle.features, "inputs": bundle.features["inputs"][1:]}})
     with pytest.raises(B.BundleIntegrityError, match="differ from features.json"):
         broken.session()
+
+
+def test_an_unsupported_format_version_is_refused(written):
+    features = json.loads((written / B.FEATURES_FILE).read_bytes())
+    files = {p.name: p.read_bytes() for p in written.iterdir() if p.name != B.MANIFEST_FILE}
+    files[B.FEATURES_FILE] = json.dumps({**features, "format_version": 1}).encode()
+    files[B.MANIFEST_FILE] = B.manifest_bytes(files)
+    for name, data in files.items():
+        (written / name).write_bytes(data)
+    with pytest.raises(B.BundleIntegrityError, match="unsupported format_version 1"):
+        B.load_bundle(written)
 
 
 def test_bundle_has_no_pickles(written):
@@ -223,5 +300,7 @@ def test_bundle_has_no_pickles(written):
         assert not p.read_bytes().startswith(b"\x80"), p.name  # pickle protocol 2+ magic
 
 
-def test_score_empty_frame(written, january_features):
-    assert B.load_bundle(written).score(january_features.head(0)).shape == (0,)
+def test_json_files_refuse_what_json_cannot_hold(spec, tiny_model):
+    with pytest.raises(TypeError, match="cannot store object"):
+        B.build_bundle_files(VERSION, LINE, tiny_model[0], tiny_model[1], {"x": object()}, LINEAGE,
+                             spec.model_dump(mode="json"), DATA, "f")

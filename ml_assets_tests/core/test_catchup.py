@@ -1,52 +1,87 @@
-"""The daily backstop's decisions, on plain values."""
-from ml_assets.core.catchup import DayState, plan_backstop
+"""The daily backstop's decisions, on plain values: which asset-days should exist and do not."""
+from __future__ import annotations
 
-DATA = ["raw_flights", "raw_weather", "flight_features", "data_profile"]
-CHAIN = ["training_set", "xgboost_model", "torch_model", "model_evaluation", "onnx_model", "deployment_bundle"]
-FILES = {"flights": "f/v0001", "weather": "w/v0001"}
+import datetime as dt
+
+from ml_assets.core.catchup import plan_missing
+
+# A small graph in topological order: (asset, day offsets of each parent it reads).
+GRAPH = {
+    "raw_schedule": [],
+    "raw_outcomes": [],
+    "features": [("raw_schedule", 0), ("delay_history", -2)],
+    "delay_history": [("raw_outcomes", 0)],
+    "labelled_features": [("features", 0), ("raw_outcomes", 0)],
+    "training_set": [("labelled_features", -1)],
+}
+ORDER = list(GRAPH)
+FIRST = "2013-01-01"
 
 
-def day(d, read=FILES, materialized=DATA + CHAIN, **kw):
-    return DayState(day=d, landed=FILES, read=read, materialized=frozenset(materialized), **kw)
+def _shift(day: str, offset: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=offset)).isoformat()
 
 
-def plan(*states, limit=31):
-    return plan_backstop(list(states), DATA, CHAIN, limit=limit)
+def parents(asset: str, day: str):
+    """Parent asset-days that exist in the feed (the feed starts on FIRST)."""
+    return [(p, _shift(day, k)) for p, k in GRAPH[asset] if _shift(day, k) >= FIRST]
+
+
+def everything(*days: str) -> set:
+    return {(a, d) for a in ORDER for d in days}
+
+
+def plan(days, materialized, in_progress=(), limit=31):
+    return plan_missing(days, ORDER, parents, set(materialized), set(in_progress), limit)
 
 
 def test_nothing_missed_nothing_requested():
-    assert plan(day("2013-01-02"), day("2013-01-03")).requests == []
+    days = ["2013-01-01", "2013-01-02", "2013-01-03"]
+    result = plan(days, everything(*days))
+    assert result.requests == [] and result.skipped == {}
 
 
-def test_a_landed_day_never_stored_gets_its_data_layer():
-    p = plan(day("2013-01-02"), day("2013-01-03", read={}, materialized=[]))
-    assert [(r.day, r.assets, r.reason) for r in p.requests] == [
-        ("2013-01-03", DATA, "landed, never processed")]
+def test_a_day_never_processed_gets_every_asset_in_graph_order():
+    done = everything("2013-01-01", "2013-01-02")
+    result = plan(["2013-01-01", "2013-01-02", "2013-01-03"], done)
+    assert [(r.day, r.assets) for r in result.requests] == [("2013-01-03", ORDER)]
 
 
-def test_a_redelivered_day_is_processed_again():
-    p = plan(day("2013-01-02", read={"flights": "f/v0000", "weather": "w/v0001"}), day("2013-01-03"))
-    assert [(r.day, r.reason) for r in p.requests] == [("2013-01-02", "new delivery of flights")]
+def test_an_asset_waits_for_a_parent_day_that_is_neither_there_nor_due():
+    # 01-03's features read the history of 01-01, which is missing and is not due on 01-03's run.
+    done = everything("2013-01-02") | {("raw_schedule", "2013-01-01"), ("raw_outcomes", "2013-01-01")}
+    result = plan(["2013-01-03"], done)
+    (request,) = result.requests
+    # training_set reads 01-02's labelled features, which exist; features (and so labelled_features) wait
+    assert request.assets == ["raw_schedule", "raw_outcomes", "delay_history", "training_set"]
+    # planning the older day too puts it first; a day never counts on another day's due assets (the next run does)
+    both = plan(["2013-01-03", "2013-01-01"], done)
+    assert [r.day for r in both.requests] == ["2013-01-01", "2013-01-03"]
+    assert both.requests[0].assets == ["features", "delay_history", "labelled_features", "training_set"]
+    assert both.requests[1].assets == request.assets
 
 
-def test_an_incomplete_day_gets_what_is_missing_unless_its_delivery_was_refused():
-    partial = DATA[:2] + CHAIN
-    p = plan(day("2013-01-02", materialized=partial), day("2013-01-03"),
-             day("2013-01-04", materialized=partial, blocked_by=("raw_flights:schema",)))
-    assert [(r.day, r.assets) for r in p.requests] == [("2013-01-02", ["flight_features", "data_profile"])]
-    assert "refused by raw_flights:schema" in p.skipped["2013-01-04"]
+def test_only_the_missing_assets_of_an_incomplete_day_are_requested():
+    day = "2013-01-02"
+    done = everything("2013-01-01") | {(a, day) for a in ["raw_schedule", "raw_outcomes", "delay_history", "features"]}
+    (request,) = plan([day], done).requests
+    assert request.assets == ["labelled_features", "training_set"]
 
 
-def test_the_newest_day_gets_its_model_chain_once_its_data_is_complete():
-    p = plan(day("2013-01-02"), day("2013-01-03", materialized=DATA + CHAIN[:2]))
-    assert [(r.day, r.assets) for r in p.requests] == [("2013-01-03", CHAIN[2:])]
-    # not while its data layer is requested in the same run, nor for the first day (no history)
-    assert plan(day("2013-01-03", read={}, materialized=[])).requests[0].assets == DATA
-    assert plan(day("2013-01-01", materialized=DATA)).requests == []
+def test_a_refused_day_is_materialized_and_needs_nothing():
+    """Refusal is data: a refused day (and its consumers) are materialized as refused."""
+    days = ["2013-01-01", "2013-01-02"]
+    assert plan(days, everything(*days)).requests == []
 
 
 def test_days_in_progress_are_left_alone_and_the_rest_is_capped():
-    p = plan(day("2013-01-02", read={}, materialized=[], in_progress=True),
-             *[day(f"2013-01-{d:02d}", read={}, materialized=[]) for d in (3, 4, 5)], limit=2)
-    assert [r.day for r in p.requests] == ["2013-01-03", "2013-01-04"]
-    assert "in progress" in p.skipped["2013-01-02"] and "deferred" in p.skipped["2013-01-05"]
+    days = ["2013-01-02", "2013-01-03", "2013-01-04", "2013-01-05"]
+    result = plan(days, everything(FIRST), in_progress={"2013-01-02"}, limit=2)
+    assert [r.day for r in result.requests] == ["2013-01-03", "2013-01-04"]
+    assert "in progress" in result.skipped["2013-01-02"]
+    assert "deferred" in result.skipped["2013-01-05"]
+
+
+def test_oldest_day_first_whatever_the_input_order():
+    days = ["2013-01-03", "2013-01-01", "2013-01-02"]
+    assert [r.day for r in plan(days, set()).requests] == sorted(days)

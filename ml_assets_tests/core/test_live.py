@@ -1,57 +1,119 @@
+"""Live performance: predictions joined with what happened, judged on rolling windows with intervals."""
+from __future__ import annotations
+
 import datetime as dt
-import json
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
 from ml_assets.core import live
 
 D = dt.date(2013, 1, 10)
+KEY = ["date", "carrier", "flight", "origin", "sched_dep_time"]
 
 
-def _outcomes(labels):
+def _labelled(labels):
     n = len(labels)
     return pl.DataFrame({"date": [D] * n, "carrier": ["UA"] * n, "flight": list(range(1, n + 1)),
-                         "origin": ["EWR"] * n, "sched_dep_time": [800] * n, "dep_hour": [8] * n,
-                         "is_late": labels})
+                         "origin": ["EWR"] * n, "sched_dep_time": [800] * n, "dep_hour": [8.0] * n,
+                         "is_late": labels}, schema_overrides={"is_late": pl.Boolean})
 
 
 def _predictions(p):
     n = len(p)
-    return pl.DataFrame({"date": [D] * n, "carrier": ["UA"] * n, "flight": list(range(1, n + 1)),
-                         "origin": ["EWR"] * n, "sched_dep_time": [800] * n, "dest": ["ORD"] * n,
-                         "p_late": p, "model_version": ["m/1.0.0"] * n})
+    return pl.DataFrame({"date": [D.isoformat()] * n, "carrier": ["UA"] * n, "flight": list(range(1, n + 1)),
+                         "origin": ["EWR"] * n, "sched_dep_time": [800] * n, "p_late": p,
+                         "model_version": ["1.0.0"] * n}).with_columns(pl.col("date").str.to_date())
 
 
-def test_known_auc_and_cancelled_flights_left_out():
-    outcomes = _outcomes([True, False, True, False, None])
-    joined = live.join_outcomes(_predictions([0.9, 0.1, 0.8, 0.2, 0.99]), outcomes)
+def _day(day: int, auc_target: str, rows: int = 600, seed: int = 0) -> dict:
+    """A day's estimate from scores that rank well ("good") or at random ("bad")."""
+    rng = np.random.default_rng([seed, day])
+    y = (rng.random(rows) < 0.25).astype(float)
+    p = y * (1.0 if auc_target == "good" else 0.0) + rng.normal(0, 1, rows)
+    joined = pl.DataFrame({"is_late": y.astype(bool), "p_late": p})
+    return {"day": (D + dt.timedelta(days=day)).isoformat(), **live.day_estimate(joined, "is_late", "p_late")}
+
+
+def test_known_auc_and_unlabelled_events_left_out():
+    labelled = _labelled([True, False, True, False, None])
+    joined = live.join_labels(_predictions([0.9, 0.1, 0.8, 0.2, 0.99]), labelled, KEY, "is_late", "p_late")
     assert joined.height == 4  # the cancelled flight has no outcome
-    assert live.live_metrics(joined)["overall"]["roc_auc"] == pytest.approx(1.0)
-    reversed_ = live.join_outcomes(_predictions([0.1, 0.9, 0.2, 0.8, 0.5]), outcomes)
-    m = live.live_metrics(reversed_)["overall"]
-    assert m["roc_auc"] == pytest.approx(0.0) and m["brier"] == pytest.approx((0.81 + 0.81 + 0.64 + 0.64) / 4)
+    estimate = live.day_estimate(joined, "is_late", "p_late")
+    assert estimate["rows"] == 4 and estimate["auc"] == pytest.approx(1.0) and estimate["positive_share"] == 0.5
+    reversed_ = live.join_labels(_predictions([0.1, 0.9, 0.2, 0.8, 0.5]), labelled, KEY, "is_late", "p_late")
+    assert live.day_estimate(reversed_, "is_late", "p_late")["auc"] == pytest.approx(0.0)
+    # events without a prediction or without a matching key are dropped, never guessed
+    missing = _predictions([0.9, None, 0.8, 0.2, 0.5]).with_columns(pl.col("p_late").cast(pl.Float64))
+    assert live.join_labels(missing, labelled, KEY, "is_late", "p_late").height == 3
 
 
-def test_auc_drop_warns_beyond_tolerance():
-    assert live.auc_drop(0.70, 0.72, 0.05)["passed"]
-    drop = live.auc_drop(0.60, 0.72, 0.05)
-    assert not drop["passed"] and drop["drop"] == pytest.approx(0.12)
-    assert live.auc_drop(math.nan, 0.72, 0.05)["passed"]  # nothing to judge yet
+def test_a_day_with_one_class_or_too_few_rows_has_no_auc():
+    one_class = pl.DataFrame({"is_late": [True] * 10, "p_late": np.linspace(0, 1, 10)})
+    assert math.isnan(live.day_estimate(one_class, "is_late", "p_late")["auc"])
+    tiny = pl.DataFrame({"is_late": [True, False, True], "p_late": [0.9, 0.1, 0.8]})
+    estimate = live.day_estimate(tiny, "is_late", "p_late")
+    assert estimate["rows"] == 3 and math.isnan(estimate["auc"]) and math.isnan(estimate["variance"])
 
 
-def test_online_log_lines_for_the_day_latest_answer_wins():
-    def line(flight, p, ts, day=D):
-        return json.dumps({"ts": ts, "model_version": "1.0.0", "p_late": p, "features": {
-            "date": day.isoformat(), "carrier": "UA", "flight": flight, "origin": "EWR", "sched_dep_time": 800,
-            "dest": "ORD"}})
+def test_drop_test_is_not_evaluated_with_few_days():
+    days = [_day(k, "good") for k in range(5)]
+    result = live.drop_test(days, window=3, reference=7)
+    assert result["evaluated"] is False and result["passed"] is None and "too few" in result["reason"]
+    # holes (days without an AUC) do not count as days
+    holes = [_day(k, "good") for k in range(7)] + [{"day": "x", "rows": 0, "auc": math.nan, "variance": math.nan}] * 3
+    assert live.drop_test(holes, window=3, reference=7)["evaluated"] is False
 
-    lines = [line(1, 0.2, "2013-01-09T20:00Z"), line(1, 0.9, "2013-01-09T21:00Z"), line(2, 0.1, "a"),
-             line(3, 0.5, "b", D + dt.timedelta(days=1)), ""]
-    online = live.online_predictions(lines, D)
-    assert sorted(online["flight"].to_list()) == [1, 2]
-    assert online.filter(pl.col("flight") == 1)["p_late"].item() == 0.9
-    joined = live.join_outcomes(online, _outcomes([True, False]))
-    assert joined.height == 2
-    assert live.online_predictions([], D).is_empty()
+
+def test_a_significant_drop_fails_and_a_stable_series_passes():
+    stable = [_day(k, "good") for k in range(14)]
+    ok = live.drop_test(stable, window=7, reference=7)
+    assert ok["evaluated"] and ok["passed"], ok["reason"]
+    assert ok["window"]["days"] == ok["reference"]["days"] == 7
+    dropped = [_day(k, "good") for k in range(7)] + [_day(k, "bad") for k in range(7, 14)]
+    bad = live.drop_test(dropped, window=7, reference=7)
+    assert bad["evaluated"] and not bad["passed"]
+    assert bad["drop"] > 0.1 and bad["p_value"] < 0.01 and "drop +" in bad["reason"]
+
+
+def test_rolling_means_have_intervals():
+    days = [_day(k, "good") for k in range(5)]
+    rows = live.rolling(days, window=3)
+    assert [r["day"] for r in rows] == [d["day"] for d in days]
+    assert rows[0]["mean"] == pytest.approx(days[0]["auc"])
+    assert rows[4]["mean"] == pytest.approx(np.mean([d["auc"] for d in days[2:5]]))
+    assert all(r["low"] < r["mean"] < r["high"] for r in rows)
+    assert (rows[4]["high"] - rows[4]["low"]) < (rows[0]["high"] - rows[0]["low"])  # more days: narrower
+
+
+def test_label_balance_warns_on_a_large_significant_shift():
+    moved = live.label_balance(700, 1000, 5000, 10000, band=0.1)  # 50/50 -> 70/30
+    assert not moved["passed"] and moved["shift"] == pytest.approx(0.2) and moved["p_value"] < 0.01
+    assert moved["share"] == 0.7 and moved["reference_share"] == 0.5
+    assert moved["ci"][0] < 0.2 < moved["ci"][1]
+    assert live.label_balance(510, 1000, 5000, 10000, band=0.1)["passed"]  # small shift
+    assert live.label_balance(7, 10, 5, 10, band=0.1)["passed"]  # large but not significant on 10 rows
+
+
+def test_the_label_balance_band_is_inclusive():
+    # 0.5 -> 0.7 is 0.19999... in floats: a move of exactly the band still warns
+    assert not live.label_balance(700, 1000, 5000, 10000, band=0.2)["passed"]
+    assert live.label_balance(700, 1000, 5000, 10000, band=0.2 + 1e-6)["passed"]
+
+
+def test_serving_skew_counts_rows_whose_inputs_differ():
+    """Logged rows come from JSON (dates as text); key columns may be model inputs too (carrier, origin)."""
+    stored = _labelled([True, False, True, False]).with_columns(temp=pl.Series([30.0, 31.0, None, 33.0]))
+    logged = stored.drop("is_late").with_columns(pl.col("date").cast(pl.String))
+    same = live.skew(logged, stored, KEY, ["dep_hour", "temp", "carrier"])
+    assert same["rows"] == 4 and same["differing_rows"] == 0 and same["share"] == 0.0
+    changed = logged.with_columns(temp=pl.Series([30.0, 35.0, 1.0, 33.0]))
+    skew = live.skew(changed, stored, KEY, ["dep_hour", "temp"])
+    assert skew["differing_rows"] == 2 and skew["share"] == 0.5 and skew["columns"] == {"temp": 2}
+    one_sided = live.skew(logged.with_columns(temp=pl.Series([30.0, 31.0, 32.0, None])), stored, KEY, ["temp"])
+    assert one_sided["differing_rows"] == 2  # missing on one side only is a difference
+    nan = live.skew(logged.with_columns(temp=pl.Series([30.0, 31.0, float("nan"), 33.0])), stored, KEY, ["temp"])
+    assert nan["differing_rows"] == 0  # NaN and null are both "missing"
+    assert live.skew(logged.head(0), stored, KEY, ["temp"])["rows"] == 0

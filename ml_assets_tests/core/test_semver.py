@@ -1,6 +1,7 @@
+"""Semantic versions of bundles: what changed between the champion's line and its successor."""
 import pytest
 
-from ml_assets.core.semver import decide_version, model_line, next_version, parse_version
+from ml_assets.core.semver import FIRST_VERSION, decide_version, format_version, next_version, parse_version
 
 PREVIOUS = {
     "version": "1.3.2",
@@ -24,7 +25,7 @@ def test_first_version_of_a_line():
 def test_other_family_starts_its_own_line():
     decision = decide_version(PREVIOUS, candidate(family="mlp", params={"hidden": [32]}))
     assert decision.version == "1.0.0" and decision.bump == "new_line"
-    assert "flight_delay_mlp" in decision.reasons[0]
+    assert "family 'mlp' differs from 'xgboost': a new model line" in decision.reasons[0]
 
 
 def test_changed_hyperparameters_bump_major():
@@ -72,8 +73,23 @@ def test_missing_keys_are_named():
         next_version({k: v for k, v in PREVIOUS.items() if k != "version"}, candidate())
 
 
-def test_model_line_names():
-    assert model_line("xgboost") == "flight_delay_xgboost"
-    assert model_line("mlp") == "flight_delay_mlp"
-    with pytest.raises(ValueError):
-        model_line("XGBoost model")
+def test_model_line_names_come_from_the_spec(spec):
+    """Each family is its own model line (its own registered name), so its versions start over."""
+    assert spec.model_line("xgboost") == "flight_delay_xgboost"
+    assert spec.model_line("mlp") == "flight_delay_mlp"
+    with pytest.raises(ValueError, match="invalid model family"):
+        next_version(None, candidate(family="XGBoost model"))
+
+
+def test_format_and_parse_round_trip():
+    assert FIRST_VERSION == "1.0.0"
+    assert format_version(*parse_version("12.0.3")) == "12.0.3"
+    assert parse_version("0.0.0") == (0, 0, 0)
+
+
+def test_the_decision_says_why():
+    decision = decide_version(PREVIOUS, candidate(params={"max_depth": 8, "learning_rate": 0.1},
+                                                  feature_code_version="features-v2"))
+    assert decision.reasons == ("hyperparameters changed: max_depth", "feature code features-v1 -> features-v2")
+    assert decide_version(PREVIOUS, candidate(training_data_version="data-bbb")).reasons == (
+        "training data data-aaa -> data-bbb",)

@@ -24,7 +24,7 @@ from ml_assets.core.families import SPEC_FILE, Family, ModelInputs, labels, voca
 from ml_assets.core.families.mlp import encode_categorical, numeric_matrix, standardization
 
 NAME = "logistic"
-DEFAULT_PARAMS: dict[str, Any] = {"l2_grid": [0.3, 0.03, 0.003], "max_iter": 300, "refit_on_window": True}
+DEFAULT_PARAMS: dict[str, Any] = {"l2_grid": [0.1, 0.01], "max_iter": 150, "refit_on_window": True}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def _unpack(theta: np.ndarray, sizes: list[int], n_dense: int):
 
 
 def _fit(idx: np.ndarray, dense: np.ndarray, y: np.ndarray, sizes: list[int], l2: float, max_iter: int,
-         weight: np.ndarray | None) -> np.ndarray:
+         weight: np.ndarray | None, start: np.ndarray | None = None) -> np.ndarray:
     from scipy.optimize import minimize
 
     n = y.size
@@ -73,8 +73,8 @@ def _fit(idx: np.ndarray, dense: np.ndarray, y: np.ndarray, sizes: list[int], l2
         penalty[0] = 0.0
         return loss + 0.5 * l2 * float(penalty @ penalty), np.concatenate(grads) + l2 * penalty
 
-    theta0 = np.zeros(1 + sum(sizes) + dense.shape[1])
-    return minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter}).x
+    theta0 = np.zeros(1 + sum(sizes) + dense.shape[1]) if start is None else start
+    return minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "ftol": 1e-7}).x
 
 
 def _spec_for(rows: pl.DataFrame, inputs: ModelInputs, p: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def retrain_sensor(bp: Blueprint) -> dg.SensorDefinition:
     chain += [bp.candidate(f) for f in bp.families]
 
     @dg.sensor(name=f"{bp.spec.name}_retrain_on_degradation", asset_selection=dg.AssetSelection.assets(*chain),
-               minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               minimum_interval_seconds=2 * bp.sensor_interval, default_status=dg.DefaultSensorStatus.RUNNING,
                description="A failed live_auc_drop or feature_drift asks for a retrain that can differ (a recent "
                            "window, then a tuned search); when both were tried, one alert instead of a loop.")
     def _retrain(context: dg.SensorEvaluationContext, storage: StorageRoot):

@@ -64,7 +64,7 @@ def landing_events(bp: Blueprint, deliveries) -> list[dg.AssetMaterialization]:
 
 
 def landing_sensor(bp: Blueprint) -> dg.SensorDefinition:
-    @dg.sensor(name=f"{bp.spec.name}_landing_sensor", minimum_interval_seconds=30,
+    @dg.sensor(name=f"{bp.spec.name}_landing_sensor", minimum_interval_seconds=bp.sensor_interval,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Reports every newly delivered landing file (each source and day, each reference "
                            "version) as a materialization of its landing asset; automation carries the day on.")
@@ -170,12 +170,12 @@ def alert_sensors(bp: Blueprint) -> list:
     decision_checks = {dg.AssetCheckKey(bp.key("champion"), "promotion")}
 
     @dg.run_failure_sensor(name=f"{bp.spec.name}_run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
-                           minimum_interval_seconds=30,
+                           minimum_interval_seconds=bp.sensor_interval,
                            description="Every failed run -> an alert in alerts/ and a POST to $ML_ASSETS_ALERT_WEBHOOK.")
     def run_failure_alert(context: dg.RunFailureSensorContext, storage: StorageRoot):
         _deliver(context, storage, run_failure_to_alert(context))
 
-    @dg.sensor(name=f"{bp.spec.name}_check_failure_alert", minimum_interval_seconds=30,
+    @dg.sensor(name=f"{bp.spec.name}_check_failure_alert", minimum_interval_seconds=bp.sensor_interval,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Every failed check evaluation of every finished run -> an alert (error: refusing checks, "
                            "warning: warning checks, info: a refused promotion).")
@@ -213,7 +213,7 @@ def alert_sensors(bp: Blueprint) -> list:
 def automation_sensor(bp: Blueprint) -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
         f"{bp.spec.name}_automation", target=dg.AssetSelection.groups("data", "models", "deployment", "monitoring"),
-        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=bp.sensor_interval,
         run_tags={SENSOR_TAG: "automation"},
         description="Evaluates the automation conditions (ml_assets/defs/automation/conditions.py) of the data, "
                     "models, deployment and monitoring groups and requests what is due.")

@@ -13,8 +13,8 @@ from ml_assets.core import schemas
 from ml_assets.core.dates import parse_day
 from ml_assets.core.profile import label_rate
 from ml_assets.defs.blueprint import DATA, Blueprint, day_offset, window
-from ml_assets.defs.days import DayResult, Days, Refused, emit_days, refused_upstream, refusing_spec
-from ml_assets.defs.metadata import frame_metadata, violations_check
+from ml_assets.defs.days import DayResult, Days, Refused, day_check_spec, emit_days, refused_upstream, refusing_spec
+from ml_assets.defs.metadata import contract_check, frame_metadata
 
 
 def _descriptions(bp: Blueprint) -> dict[str, str]:
@@ -24,23 +24,18 @@ def _descriptions(bp: Blueprint) -> dict[str, str]:
     return out
 
 
-def _feature_checks(bp: Blueprint, frame: pl.DataFrame, labelled: bool) -> list[dg.AssetCheckResult]:
+def _feature_rules(bp: Blueprint, frame: pl.DataFrame, labelled: bool) -> dict:
     leaked = [c for c in bp.spec.outcome_columns if c in frame.columns]
-    return [
-        violations_check("schema", schemas.schema_violations(frame, schemas.feature_schema(bp.spec, labelled))),
-        violations_check("no_outcome_leak", [schemas.Violation("outcome_column_in_features", c, frame.height)
-                                             for c in leaked]),
-        violations_check("unique_key", schemas.duplicate_key_violations(frame, bp.spec.features.key)),
-        violations_check("non_empty", schemas.empty_violations(frame)),
-    ]
+    return {"schema": schemas.schema_violations(frame, schemas.feature_schema(bp.spec, labelled)),
+            "no_outcome_leak": [schemas.Violation("outcome_column_in_features", c, frame.height) for c in leaked],
+            "unique_key": schemas.duplicate_key_violations(frame, bp.spec.features.key),
+            "non_empty": schemas.empty_violations(frame)}
 
 
-def _feature_specs(bp: Blueprint, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    kw = {"asset": key, "partitions_def": bp.partitions}
-    return [refusing_spec("schema", description="columns, types and ranges of the feature frame", **kw),
-            refusing_spec("no_outcome_leak", description="no outcome column among the features", **kw),
-            refusing_spec("unique_key", description=f"one row per {', '.join(bp.spec.features.key)}", **kw),
-            refusing_spec("non_empty", description="the day has rows", **kw)]
+def _feature_specs(bp: Blueprint, key: dg.AssetKey, extra: str = "") -> list[dg.AssetCheckSpec]:
+    return [refusing_spec("contract", asset=key, partitions_def=bp.partitions,
+                          description="columns, types and ranges; no outcome column; one row per "
+                                      f"{', '.join(bp.spec.features.key)}; the day has rows{extra}")]
 
 
 def features_asset(bp: Blueprint) -> dg.AssetsDefinition:
@@ -82,7 +77,7 @@ def features_asset(bp: Blueprint) -> dg.AssetsDefinition:
             results[day] = DayResult(frame, {**frame_metadata(frame, descriptions),
                                              "feature_code_version": F.feature_code_version(spec),
                                              "history_as_of": as_of if history is not None else "none (feed start)"},
-                                     _feature_checks(bp, frame, labelled=False))
+                                     [contract_check(_feature_rules(bp, frame, labelled=False))])
         yield from emit_days(context, results)
 
     return features
@@ -92,9 +87,10 @@ def labelled_asset(bp: Blueprint) -> dg.AssetsDefinition:
     spec = bp.spec
     key = bp.key("labelled_features")
     label = spec.label.name
-    specs = _feature_specs(bp, key) + [
-        refusing_spec("has_labels", asset=key, partitions_def=bp.partitions,
-                      description="the day has labelled rows of both classes (else nothing can be judged on it)")]
+    specs = _feature_specs(bp, key, "; some labelled rows") + [
+        day_check_spec("label_classes", asset=key, partitions_def=bp.partitions,
+                       description="labelled rows of both classes (warns: a day of one class, e.g. a dry day for "
+                                   "rain, trains but no AUC can be judged on it)")]
 
     @dg.asset(key=key, partitions_def=bp.partitions, group_name=DATA, kinds={"polars", "parquet"},
               ins={"features": dg.AssetIn(bp.key("features")), "outcomes": dg.AssetIn(bp.raw(spec.outcomes_name))},
@@ -112,10 +108,14 @@ def labelled_asset(bp: Blueprint) -> dg.AssetsDefinition:
             frame = F.attach_label(spec, features[day], outcomes[day])
             labels = frame[label].drop_nulls()
             both = labels.n_unique() == 2
-            checks = _feature_checks(bp, frame, labelled=True) + [dg.AssetCheckResult(
-                check_name="has_labels", passed=both, metadata={"labelled_rows": labels.len(),
-                                                                "positives": int(labels.sum() or 0)},
-                description=None if both else f"{labels.len()} labelled rows, {labels.n_unique()} class(es)")]
+            none = [schemas.Violation("some_labelled_rows", label, 0, ["no event has an outcome"])] \
+                if labels.is_empty() else []
+            # One class is a real day (no rain at all), kept for training and monitoring; no label at all is not.
+            checks = [contract_check({**_feature_rules(bp, frame, labelled=True), "has_labels": none}),
+                      dg.AssetCheckResult(check_name="label_classes", passed=both, severity=dg.AssetCheckSeverity.WARN,
+                                          metadata={"labelled_rows": labels.len(), "positives": int(labels.sum() or 0)},
+                                          description=None if both else f"{labels.len()} labelled rows, "
+                                                                        f"{labels.n_unique()} class(es)")]
             rate = label_rate(frame, label)
             results[day] = DayResult(frame, {**frame_metadata(frame), "labelled_rows": labels.len(),
                                              "positive_share": rate if rate is not None else float("nan")}, checks)

@@ -26,14 +26,10 @@ class DataQualitySettings(dg.ConfigurableResource):
     categorical_drift_max: float = Field(0.2, description="L-inf distance of category shares")
     numeric_drift_max: float = Field(0.3, description="Jensen-Shannon divergence, bits")
     row_count_tolerance: float = Field(0.5, description="allowed |rows - trailing median| / median")
-    # Columns that change from one day to the next by nature (calendar, weather) are reported but do not warn.
-    quiet_columns: list[str] = Field(default_factory=lambda: [
-        "dow", "month", "day_of_year", "is_weekend", "temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
-        "precip", "pressure", "visib"])
 
 
-def _drift_check(drift: pl.DataFrame, dq: DataQualitySettings, thresholds: dict[str, float]) -> dg.AssetCheckResult:
-    watched = drift.filter(~pl.col("column").is_in(dq.quiet_columns))
+def _drift_check(drift: pl.DataFrame, quiet: list[str], thresholds: dict[str, float]) -> dg.AssetCheckResult:
+    watched = drift.filter(~pl.col("column").is_in(quiet))
     over = watched.filter(pl.col("value") > pl.col("metric").replace_strict(thresholds, return_dtype=pl.Float64))
     return dg.AssetCheckResult(
         check_name="feature_drift", passed=over.is_empty(), severity=dg.AssetCheckSeverity.WARN,
@@ -98,7 +94,7 @@ def build(bp: Blueprint) -> list:
                 metadata["distributions"] = png(distributions(current, reference, numeric[:12]), "distributions")
             checks = []
             if trailing:  # without a reference window there is nothing to compare: not evaluated
-                checks = [_drift_check(drift, data_quality, thresholds),
+                checks = [_drift_check(drift, spec.features.drift_quiet, thresholds),
                           _row_count_check(current.height, [f.height for f in trailing.values()],
                                            data_quality.row_count_tolerance)]
             else:

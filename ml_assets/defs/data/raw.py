@@ -11,50 +11,53 @@ from ml_assets.core import landing, schemas
 from ml_assets.core.dates import parse_day
 from ml_assets.defs.blueprint import DATA, Blueprint
 from ml_assets.defs.days import DayResult, Days, Refused, day_check_spec, emit_days, refused_upstream, refusing_spec
-from ml_assets.defs.metadata import frame_metadata, violations_check
+from ml_assets.defs.metadata import contract_check, frame_metadata, violations_check
 from ml_assets.resources.storage import StorageRoot
 
 LANDED = "landed_file"
+CONTRACT = "contract"
+
+
+def _rules(bp: Blueprint, source: str) -> list[str]:
+    s = bp.spec.sources[source]
+    rules = [LANDED, "schema", "non_empty", "date_matches_partition"]
+    if s.key_unique == "error":
+        rules.append("unique_key")
+    if any(c.max_null_share is not None for c in s.columns.values()):
+        rules.append("coverage")
+    if s.role == "outcomes":
+        rules.append("matches_events")
+    return rules
 
 
 def _specs(bp: Blueprint, source: str) -> list[dg.AssetCheckSpec]:
     s = bp.spec.sources[source]
-    key = bp.raw(source)
-    kw = {"asset": key, "partitions_def": bp.partitions}
-    specs = [refusing_spec(LANDED, description="the day's file exists and reads as parquet", **kw),
-             refusing_spec("schema", description="columns, types and value rules of the landing contract", **kw),
-             refusing_spec("non_empty", description="the day has rows", **kw),
-             refusing_spec("date_matches_partition", description="every row belongs to the day", **kw)]
-    unique = f"one row per {', '.join(s.key)}"
-    specs.append(refusing_spec("unique_key", description=unique, **kw) if s.key_unique == "error"
-                 else day_check_spec("unique_key", description=f"{unique} (warns)", **kw))
-    if any(c.max_null_share is not None for c in s.columns.values()):
-        specs.append(refusing_spec("coverage", description="no column more null than allowed (a source outage)", **kw))
-    if s.role == "outcomes":
-        specs.append(refusing_spec("matches_events", description="every outcome belongs to an event of the day", **kw))
+    kw = {"asset": bp.raw(source), "partitions_def": bp.partitions}
+    specs = [refusing_spec(CONTRACT, description="the landing contract: " + ", ".join(
+        r.replace("_", " ") for r in _rules(bp, source)), **kw)]
+    if s.key_unique == "warn":
+        specs.append(day_check_spec("unique_key", description=f"one row per {', '.join(s.key)} (warns)", **kw))
     return specs
 
 
 def _judge(bp: Blueprint, source: str, day: str, frame: pl.DataFrame, path: str, events) -> list[dg.AssetCheckResult]:
     s = bp.spec.sources[source]
-    key_severity = dg.AssetCheckSeverity.ERROR if s.key_unique == "error" else dg.AssetCheckSeverity.WARN
-    results = [dg.AssetCheckResult(check_name=LANDED, passed=True, metadata={"file": path}),
-               violations_check("schema", schemas.schema_violations(frame, schemas.source_schema(bp.spec, source)),
-                                file=path),
-               violations_check("non_empty", schemas.empty_violations(frame), file=path),
-               violations_check("date_matches_partition",
-                                schemas.date_violations(frame, parse_day(day), bp.spec.replay.date_parts), file=path),
-               violations_check("unique_key", schemas.duplicate_key_violations(frame, s.key), severity=key_severity,
-                                file=path)]
-    if any(c.max_null_share is not None for c in s.columns.values()):
-        results.append(violations_check("coverage", schemas.null_share_violations(frame, s.columns), file=path))
+    duplicates = schemas.duplicate_key_violations(frame, s.key)
+    rules = {LANDED: [], "schema": schemas.schema_violations(frame, schemas.source_schema(bp.spec, source)),
+             "non_empty": schemas.empty_violations(frame),
+             "date_matches_partition": schemas.date_violations(frame, parse_day(day), bp.spec.replay.date_parts)}
+    if s.key_unique == "error":
+        rules["unique_key"] = duplicates
+    if "coverage" in _rules(bp, source):
+        rules["coverage"] = schemas.null_share_violations(frame, s.columns)
     if s.role == "outcomes":
-        if isinstance(events, Refused) or events is None:
-            results.append(dg.AssetCheckResult(check_name="matches_events", passed=False, metadata={
-                "file": path, "reason": events.reason if events is not None else "no events"}))
-        else:
-            results.append(violations_check("matches_events",
-                                            schemas.unmatched_key_violations(frame, events, s.key), file=path))
+        rules["matches_events"] = ([schemas.Violation("events_refused_or_missing", None, frame.height,
+                                                      [getattr(events, "reason", "no events")])]
+                                   if isinstance(events, Refused) or events is None
+                                   else schemas.unmatched_key_violations(frame, events, s.key))
+    results = [contract_check(rules, CONTRACT, file=path)]
+    if s.key_unique == "warn":
+        results.append(violations_check("unique_key", duplicates, severity=dg.AssetCheckSeverity.WARN, file=path))
     return results
 
 
@@ -80,8 +83,7 @@ def raw_asset(bp: Blueprint, source: str) -> dg.AssetsDefinition:
                 frame = landing.read_landed(path)
             except (landing.LandingFileMissing, landing.LandingFileError) as exc:
                 results[day] = DayResult(Refused(f"{context.asset_key.to_user_string()} {day}: {exc}"), checks=[
-                    dg.AssetCheckResult(check_name=LANDED, passed=False, metadata={"error": str(exc)},
-                                        description=str(exc))])
+                    contract_check({LANDED: [schemas.Violation(LANDED, None, 0, [str(exc)])]}, CONTRACT)])
                 continue
             day_events = events.day(day) if events is not None else None
             results[day] = DayResult(frame, {**frame_metadata(frame, descriptions), "landing_file": str(path)},

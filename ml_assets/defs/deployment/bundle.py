@@ -20,7 +20,7 @@ from ml_assets.defs.days import DayResult, Days, emit_days, refused_upstream, re
 from ml_assets.defs.metadata import numbers
 from ml_assets.defs.models.candidates import LINEAGE_FILE
 from ml_assets.defs.models.evaluation import holdout
-from ml_assets.defs.models.onnx import PARITY_FILE
+from ml_assets.defs.models.onnx import LATENCY_FILE, PARITY_FILE
 from ml_assets.resources.storage import StorageRoot
 from ml_assets.resources.tracking import MLflowTracking
 
@@ -66,7 +66,7 @@ def bundle_day(bp: Blueprint, day: str, files: dict[str, bytes], labelled: pl.Da
     root = storage.path()
     spec = json.loads(files["model_spec.json"])
     trained = json.loads(files[LINEAGE_FILE])
-    proof = json.loads(files[PARITY_FILE])
+    proof = {**json.loads(files[PARITY_FILE]), "latency": json.loads(files[LATENCY_FILE])}
     line = bp.spec.model_line(spec["family"])
     onnx_bytes = files["model.onnx"]
     rows = holdout(bp, labelled)
@@ -94,8 +94,9 @@ def bundle_day(bp: Blueprint, day: str, files: dict[str, bytes], labelled: pl.Da
     manifest = (path / B.MANIFEST_FILE).read_bytes()
     registry = mlflow.register_bundle(line, version, bundle, run_id=trained["mlflow_run_id"],
                                       tags={"day": day, "bundle": f"{B.BUNDLES_DIR}/{line}/{version}",
-                                            "manifest_sha256": bytes_hash(manifest)})
+                                            "manifest_sha256": bytes_hash(manifest)}, example=rows.head(5))
     pointer = {"model_line": line, "version": version, "family": spec["family"], "day": day,
+               "model_sha256": candidate["model_sha256"],
                "bundle": f"{B.BUNDLES_DIR}/{line}/{version}", "trained_through": candidate["trained_through"],
                "date_span": trained["date_span"], "manifest_sha256": bytes_hash(manifest),
                "parity_passed": bool(proof["passed"]), "parity_max_abs_diff": proof["max_abs_diff"],
@@ -108,6 +109,18 @@ def bundle_day(bp: Blueprint, day: str, files: dict[str, bytes], labelled: pl.Da
                            "single_row_p95_ms": proof["latency"]["single_row_p95_ms"]}),
                 "model_card": dg.MetadataValue.md(bundle.model_card)}
     return DayResult(pointer, metadata, [check])
+
+
+MEASURED = ("single_row_p95_ms", "manifest_sha256", "registry_version")  # differ between identical rebuilds
+
+
+def pointer_version(value) -> str:
+    """A bundle pointer's data version: what it points at, not what was measured when it was written."""
+    from ml_assets.core.versioning import content_hash
+
+    if isinstance(value, dict):
+        return content_hash({k: v for k, v in value.items() if k not in MEASURED})
+    return content_hash(value)
 
 
 def build(bp: Blueprint) -> list:
@@ -131,6 +144,6 @@ def build(bp: Blueprint) -> list:
             refused = refused_upstream(day, onnx_model=onnx_model, labelled=labelled, training_set=training_set)
             results[day] = DayResult(refused) if refused else bundle_day(
                 bp, day, onnx_model[day], labelled[day], training_set[day], storage, mlflow)
-        yield from emit_days(context, results)
+        yield from emit_days(context, results, version_of=pointer_version)
 
     return [deployment_bundle]

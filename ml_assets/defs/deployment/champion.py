@@ -143,6 +143,15 @@ def _metadata(state: dict) -> dict:
             **({"history": table(history, 20)} if history is not None else {})}
 
 
+def state_version(value) -> str:
+    """A champion state's data version: who serves and why, not the day's measured comparison numbers."""
+    from ml_assets.core.versioning import content_hash
+
+    if isinstance(value, dict):
+        return content_hash({k: v for k, v in value.items() if k != "decision"})
+    return content_hash(value)
+
+
 def build(bp: Blueprint) -> list:
     key = bp.key("champion")
     kw = {"asset": key, "partitions_def": bp.partitions}
@@ -183,6 +192,6 @@ def build(bp: Blueprint) -> list:
         if state["champion"] is not None and days[-1] >= newest:
             mlflow.set_champion(state["champion"]["model_line"], state["champion"]["version"],
                                 [bp.spec.model_line(f) for f in bp.families])
-        yield from emit_days(context, results)
+        yield from emit_days(context, results, version_of=state_version)
 
     return [champion]

@@ -18,17 +18,20 @@ from ml_assets.core import families as FAM
 from ml_assets.core.versioning import files_hash, frame_hash
 from ml_assets.defs.blueprint import MODELS, Blueprint
 from ml_assets.defs.days import DayResult, Days, day_check_spec, emit_days, refused_upstream, refusing_spec
-from ml_assets.defs.metadata import numbers
+from ml_assets.defs.metadata import numbers, table
 from ml_assets.resources.tracking import MLflowTracking, git_commit
 
 LINEAGE_FILE = "lineage.json"
 BEHAVIOR_FILE = "behavior.json"
-VOLATILE = {LINEAGE_FILE}  # differs from run to run (MLflow run id): not part of the model's data version
+# Differ from run to run (MLflow run id, measured latency): not part of a model's data version.
+VOLATILE = {LINEAGE_FILE, "latency.json"}
 
 
 class CandidateConfig(dg.Config):
     seed: int = 0
     params: dict = Field(default_factory=dict, description="hyperparameters over the family's defaults")
+    tune_trials: int = Field(0, description="optuna trials (out-of-sample objective); 0: no search")
+    tune_seconds: float = Field(60.0, description="the search's time budget")
     track_energy: bool = Field(False, description="estimate training energy/carbon with codecarbon (offline)")
 
 
@@ -43,10 +46,30 @@ def model_version(value) -> str:
 
 def _specs(bp: Blueprint, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     kw = {"asset": key, "partitions_def": bp.partitions}
-    return [(refusing_spec if name in behavior.REFUSING else day_check_spec)(
-        f"behavior_{name}", description=text + (" (disqualifies the candidate)" if name in behavior.REFUSING else
-                                                " (warns)"), **kw)
-            for name, text in behavior.checks_declared(bp.spec).items()]
+    declared = behavior.checks_declared(bp.spec)
+    refusing = "; ".join(t for n, t in declared.items() if n in behavior.REFUSING)
+    warning = "; ".join(t for n, t in declared.items() if n not in behavior.REFUSING)
+    return [refusing_spec("behavior", description=f"{refusing} (a failure disqualifies the candidate)", **kw),
+            *([day_check_spec("behavior_warnings", description=f"{warning} (warns)", **kw)] if warning else [])]
+
+
+def _behavior_checks(results: list[dict]) -> list[dg.AssetCheckResult]:
+    """The refusing rules as one check, the warning rules as another; each lists what was tried and the numbers."""
+    out = []
+    for name, rules, severity in (("behavior", [r for r in results if r["check"] in behavior.REFUSING],
+                                   dg.AssetCheckSeverity.ERROR),
+                                  ("behavior_warnings", [r for r in results if r["check"] not in behavior.REFUSING],
+                                   dg.AssetCheckSeverity.WARN)):
+        if not rules:
+            continue
+        failed = [r["check"] for r in rules if not r["passed"]]
+        out.append(dg.AssetCheckResult(
+            check_name=name, passed=not failed, severity=severity,
+            description=f"failed: {', '.join(failed)}" if failed else None,
+            metadata={"tried": table(pl.DataFrame([{"rule": r["check"], "passed": r["passed"], "rows": r["rows"],
+                                                     "tried": str(r["tried"])} for r in rules])),
+                      "details": dg.MetadataValue.json(json.loads(json.dumps(rules, default=float)))}))
+    return out
 
 
 def model_inputs(bp: Blueprint) -> FAM.ModelInputs:
@@ -62,8 +85,14 @@ def train_day(bp: Blueprint, family: str, training: pl.DataFrame, config: Candid
     fam = FAM.get(family)
     train = training.filter(pl.col("split") == "train").drop("split")
     valid = training.filter(pl.col("split") == "valid").drop("split")
+    params, search = dict(config.params), {"trials": 0}
     with energy_estimate(config.track_energy) as energy:
-        model = fam.train(train, valid, model_inputs(bp), params=config.params or None, seed=config.seed)
+        if config.tune_trials > 0:
+            from ml_assets.core.tuning import tune
+
+            found = tune(fam, train, valid, model_inputs(bp), config.tune_trials, config.tune_seconds, config.seed)
+            params, search = {**found["params"], **params}, found["search"]
+        model = fam.train(train, valid, model_inputs(bp), params=params or None, seed=config.seed)
     files = fam.save(model)
     results = behavior.run_behavior_checks(lambda f: fam.predict(model, f), valid, bp.spec, seed=config.seed)
     files[BEHAVIOR_FILE] = json.dumps(results, indent=1, default=float).encode()
@@ -73,20 +102,16 @@ def train_day(bp: Blueprint, family: str, training: pl.DataFrame, config: Candid
                "date_span": [str(training["date"].min()), str(training["date"].max())],
                "train_rows": train.height, "valid_rows": valid.height, "dataset": bp.spec.name,
                "model_code_version": FAM.code_version(family), "params": model.spec["params"], "seed": config.seed,
-               "git_commit": git_commit(), "training_energy": energy}
+               "git_commit": git_commit(), "training_energy": energy, "search": search}
     metrics = {f"valid_{k}": v for k, v in validation.items() if isinstance(v, (int, float))}
+    metrics.update({f"search_{k}": v for k, v in search.items() if isinstance(v, (int, float))})
     run_id, url = mlflow.log_run(
         run_name=f"{family}-{day}", params={**model.spec["params"], "seed": config.seed}, metrics=metrics,
         tags={**{k: str(v) for k, v in lineage.items() if not isinstance(v, (dict, list))},
               "validation_metrics_model": str(validation.get("model", "")), **run_tags},
         artifacts={k: v for k, v in files.items()}, dataset=(training, data_version, f"{bp.spec.name}-training_set-{day}"))
     files[LINEAGE_FILE] = json.dumps({**lineage, "mlflow_run_id": run_id}, indent=1).encode()
-    checks = [dg.AssetCheckResult(
-        check_name=f"behavior_{r['check']}", passed=r["passed"],
-        severity=dg.AssetCheckSeverity.ERROR if r["check"] in behavior.REFUSING else dg.AssetCheckSeverity.WARN,
-        description=r.get("reason"),
-        metadata={"tried": str(r["tried"]), "rows": r["rows"],
-                  "details": dg.MetadataValue.json(json.loads(json.dumps(r, default=float)))}) for r in results]
+    checks = _behavior_checks(results)
     metadata = {"family": family, "mlflow_run": dg.MetadataValue.url(url), "mlflow_run_id": run_id,
                 "training_data_version": data_version, "date_span": " .. ".join(lineage["date_span"]),
                 "train_rows": train.height, "valid_rows": valid.height, "threshold": round(model.spec["threshold"], 4),

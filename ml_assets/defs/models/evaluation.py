@@ -37,6 +37,9 @@ def evaluate_day(bp: Blueprint, day: str, candidates: dict[str, object], labelle
     spec = bp.spec
     rows = holdout(bp, labelled)
     y = rows[spec.label.name].cast(pl.Float64).to_numpy()
+    if y.size == 0 or y.min() == y.max():  # a day of one class (kept for training): no AUC to judge on
+        return DayResult(Refused(f"model_evaluation {day}: {y.size} labelled rows of {len(set(y.tolist()))} "
+                                 f"class(es): no AUC to judge the candidates on"), {"holdout_rows": int(y.size)})
     slices = {s.name: s.expression for s in spec.slices}
     baseline = rows.select(pl.sql_expr(spec.baseline.expression).cast(pl.Float64)).to_series().fill_null(0).to_numpy()
     table_rows, scores, results, disqualified = [], {}, {}, {}

@@ -8,6 +8,7 @@ import datetime as dt
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from ml_assets.core.dates import parse_day
 from ml_assets.core.features import labelled_rows
@@ -19,6 +20,12 @@ from ml_assets.defs.metadata import frame_metadata
 CODE_VERSION = "training-set-v2"
 
 
+class TrainingSetConfig(dg.Config):
+    recent_days: int | None = Field(None, description="use only the most recent N days of the window (a retrain "
+                                                      "strategy after a live drop); default: the whole window")
+    reason: str = Field("", description="why the window was shortened (recorded in the metadata)")
+
+
 def validation_split(days: list[str], validation_days: int) -> set[str]:
     """The last ``validation_days`` days (never more than half, at least one when there are two)."""
     if len(days) < 2:
@@ -26,8 +33,10 @@ def validation_split(days: list[str], validation_days: int) -> set[str]:
     return set(days[-max(1, min(validation_days, len(days) // 2)):])
 
 
-def window_frame(bp: Blueprint, labelled: Days, day: str) -> tuple[pl.DataFrame | Refused, dict]:
-    start = (parse_day(day) - dt.timedelta(days=bp.window_days)).isoformat()
+def window_frame(bp: Blueprint, labelled: Days, day: str, recent_days: int | None = None
+                 ) -> tuple[pl.DataFrame | Refused, dict]:
+    days = min(bp.window_days, recent_days or bp.window_days)
+    start = (parse_day(day) - dt.timedelta(days=days)).isoformat()
     keys = [k for k in labelled if start <= k < day]
     usable = labelled.usable(keys)
     refused = labelled.refused(keys)
@@ -52,10 +61,12 @@ def build(bp: Blueprint) -> list:
               backfill_policy=dg.BackfillPolicy.single_run(), owners=list(bp.owners), tags=bp.tags(layer="models"),
               description=f"Labelled rows of the {bp.window_days} days before D (fewer at the start of the feed); the "
                           f"last {bp.validation_days} days are the validation split (column `split`).")
-    def training_set(context: dg.AssetExecutionContext, labelled: Days):
+    def training_set(context: dg.AssetExecutionContext, labelled: Days, config: TrainingSetConfig):
         results = {}
         for day in context.partition_keys:
-            frame, about = window_frame(bp, labelled, day)
+            frame, about = window_frame(bp, labelled, day, config.recent_days)
+            if config.recent_days:
+                about = {**about, "recent_days": config.recent_days, "shortened_because": config.reason or "config"}
             if isinstance(frame, Refused):
                 results[day] = DayResult(frame, about)
                 continue

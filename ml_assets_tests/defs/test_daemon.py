@@ -1,0 +1,94 @@
+"""The daemon path itself: a real ``dagster-daemon run`` on a temp instance executes an ``ml-assets backfill``
+(the backfill daemon) and then carries a newly landed day through automation (the automation sensor's own
+backfills and runs). Every check evaluation of those runs is recorded on its own day, runs say which sensor
+started them, and the day's predictions come from the champion decided two days before."""
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_assets import cli
+from ml_assets.core import landing as L
+from ml_assets.core.spec import load_spec
+from ml_assets.core.storage import make_path
+from ml_assets_tests.processes import stop_process_group, tail
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 300
+
+
+def key(name):
+    return dg.AssetKey(["flights", name])
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    (tmp_path / "dagster").mkdir()
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    values = {"ML_ASSETS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
+              "ML_ASSETS_FAMILIES": "xgboost", "ML_ASSETS_WINDOW_DAYS": "3", "ML_ASSETS_EXECUTOR": "in_process",
+              "ML_ASSETS_SENSOR_INTERVAL_SECONDS": "2", "MLFLOW_TRACKING_URI": "",
+              "PYTHONPATH": str(ROOT)}
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return {**os.environ, **values}
+
+
+def _wait(predicate, what: str, daemon, log: Path, timeout: float = TIMEOUT) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if daemon.poll() is not None:
+            pytest.fail(f"dagster-daemon exited while waiting for {what}:\n{tail(log)}")
+        time.sleep(2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}:\n{tail(log)}")
+
+
+def _evaluations(instance, run_ids):
+    out = []
+    for run_id in run_ids:
+        for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                                                   limit=10_000).records:
+            out.append(record.event_log_entry.dagster_event.event_specific_data)
+    return out
+
+
+def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tmp_path):
+    spec = load_spec()
+    root = make_path(env["ML_ASSETS_HOME"])
+    L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 5))
+    assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-05"]) == 0  # registered, not executed
+    log = tmp_path / "daemon.log"
+    with open(log, "w") as out:
+        daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
+                                   str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            backfill = instance.get_backfills()[0]
+            _wait(lambda: instance.get_backfill(backfill.backfill_id).status.value.startswith("COMPLETED"),
+                  "the backfill", daemon, log)
+            assert instance.get_backfill(backfill.backfill_id).status.value == "COMPLETED_SUCCESS"
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+            evaluations = _evaluations(instance, [r.run_id for r in runs])
+            assert evaluations and all(e.partition is not None for e in evaluations)
+            assert "2013-01-05" in instance.get_materialized_partitions(key("champion"))
+
+            # a new day lands as upstream delivers it: automation (the daemon's sensor) carries it on
+            L.land_as_of(root, spec, dt.datetime(2013, 1, 6, 18, 0))  # schedule + weather of 01-07, outcomes of 01-05
+            L.land_days(root, spec, dt.date(2013, 1, 6), dt.date(2013, 1, 6), sources=["schedule", "weather"])
+            _wait(lambda: "2013-01-07" in instance.get_materialized_partitions(key("batch_predictions")),
+                  "automation to predict 2013-01-07", daemon, log)
+            automated = [r for r in instance.get_runs() if r.tags.get("dagster/sensor_name") == "flights_automation"
+                         or r.tags.get("dagster/from_automation_condition")]
+            assert automated, "no run attributed to the automation sensor"
+            assert all(e.partition is not None for e in _evaluations(instance, [r.run_id for r in automated]))
+    finally:
+        stop_process_group(daemon)
