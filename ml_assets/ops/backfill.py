@@ -182,6 +182,20 @@ def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, repor
             _interrupt(worker, grace_s)
 
 
+def follow_backfill(instance: dg.DagsterInstance, backfill_id: str, total: int, report: Callable[[str], None] = print,
+                    every_s: float = 10.0) -> tuple[BulkActionStatus, bool]:
+    """Report the progress of a backfill a daemon executes, until it ends (Ctrl-C stops following, not it)."""
+    started = time.time()
+    try:
+        while instance.get_backfill(backfill_id).status not in TERMINAL:
+            time.sleep(every_s)
+            report(_progress(instance, backfill_id, total, started).line())
+    except KeyboardInterrupt:
+        report("stopped following; the daemon goes on with the backfill")
+        return instance.get_backfill(backfill_id).status, True
+    return instance.get_backfill(backfill_id).status, False
+
+
 def _interrupt(worker, grace_s: float) -> None:
     import os
 

@@ -127,6 +127,24 @@ class LocalTicker:
                  f"{'' if done.success else '  -> FAILED (see the run in the UI)'}")
         return done
 
+    def retry(self, run_ids: list[str]) -> list[Executed]:
+        """Execute again, once, the runs a dead process left behind (``ops.recovery`` marked them failed): they
+        failed because their process vanished, not because of their code, and automation does not retry a failed
+        day by itself (that would loop on a real failure)."""
+        out = []
+        for run_id in run_ids:
+            run = self.instance.get_run_by_id(run_id)
+            planned = {r.event_log_entry.dagster_event.asset_key for r in self.instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=10_000).records}
+            if run is None or not planned:
+                continue
+            tags = run.tags
+            first = tags.get("dagster/partition") or tags.get("dagster/asset_partition_range_start")
+            last = tags.get("dagster/partition") or tags.get("dagster/asset_partition_range_end")
+            self.log(f"  retrying run {run_id[:8]} ({first or '-'}..{last or '-'}), left behind by a dead process")
+            out.append(self._execute(Planned(first, last, planned)))
+        return out
+
     def tick_landing(self) -> int:
         """Report the new deliveries, as the landing sensor does under the daemon; returns how many. The first
         cursor is what the instance already holds (the deliveries reported before)."""

@@ -173,7 +173,7 @@ class ModelFilesIOManager(_DayStore):
 
     def location(self, asset_key: dg.AssetKey, partition: str | None) -> UPath:
         base = self.base(asset_key)
-        return base / parse_day(partition).isoformat() if partition else base / "current"
+        return base / "current" if partition is None else base / parse_day(partition).isoformat()
 
     def exists(self, location: UPath) -> bool:
         return (location / MANIFEST).exists()

@@ -63,8 +63,8 @@ def _evaluations(instance, run_ids):
 def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tmp_path):
     spec = load_spec()
     root = make_path(env["ML_ASSETS_HOME"])
-    L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 5))
-    assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-05"]) == 0  # registered, not executed
+    L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 3))
+    assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-03"]) == 0  # registered, not executed
     log = tmp_path / "daemon.log"
     with open(log, "w") as out:
         daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
@@ -79,13 +79,13 @@ def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tm
             runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
             evaluations = _evaluations(instance, [r.run_id for r in runs])
             assert evaluations and all(e.partition is not None for e in evaluations)
-            assert "2013-01-05" in instance.get_materialized_partitions(key("champion"))
+            assert "2013-01-03" in instance.get_materialized_partitions(key("champion"))
 
-            # a new day lands as upstream delivers it: automation (the daemon's sensor) carries it on
-            L.land_as_of(root, spec, dt.datetime(2013, 1, 6, 18, 0))  # schedule + weather of 01-07, outcomes of 01-05
-            L.land_days(root, spec, dt.date(2013, 1, 6), dt.date(2013, 1, 6), sources=["schedule", "weather"])
-            _wait(lambda: "2013-01-07" in instance.get_materialized_partitions(key("batch_predictions")),
-                  "automation to predict 2013-01-07", daemon, log)
+            # the evening of 01-03: upstream delivers 01-04's schedule and weather; automation (the daemon's
+            # sensor) predicts 01-04 with the champion decided on 01-02
+            L.land_days(root, spec, dt.date(2013, 1, 4), dt.date(2013, 1, 4), sources=["schedule", "weather"])
+            _wait(lambda: "2013-01-04" in instance.get_materialized_partitions(key("batch_predictions")),
+                  "automation to predict 2013-01-04", daemon, log)
             automated = [r for r in instance.get_runs() if r.tags.get("dagster/sensor_name") == "flights_automation"
                          or r.tags.get("dagster/from_automation_condition")]
             assert automated, "no run attributed to the automation sensor"

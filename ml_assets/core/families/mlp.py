@@ -27,11 +27,11 @@ from torch import nn
 
 from ml_assets.core import onnx_export as X
 from ml_assets.core.evaluation import best_f1_threshold, classification_metrics
-from ml_assets.core.families import SPEC_FILE, Family, ModelInputs, labels, vocabularies
+from ml_assets.core.families import (SPEC_FILE, Family, ModelInputs, encode_categorical, labels, numeric_matrix,
+                                     standardization, vocabularies)
 
 NAME = "mlp"
 MODEL_FILE = "model.pt"
-UNKNOWN_INDEX = 0
 DEFAULT_PARAMS: dict[str, Any] = {"hidden": [64, 32], "max_embedding_dim": 8, "learning_rate": 3e-3,
                                   "weight_decay": 1e-5, "batch_size": 512, "max_epochs": 30, "patience": 3}
 
@@ -66,29 +66,6 @@ class MLPModel:
 
 def embedding_dim(vocab_size: int, max_dim: int) -> int:
     return int(min(max_dim, 1 + math.ceil(math.sqrt(vocab_size))))
-
-
-def encode_categorical(frame: pl.DataFrame, vocabularies_: dict[str, list[str]], columns: list[str]) -> np.ndarray:
-    """[N, C] int64 embedding indices; unknown or null -> 0."""
-    exprs = [pl.col(c).replace_strict({v: i + 1 for i, v in enumerate(vocabularies_[c])}, default=UNKNOWN_INDEX,
-                                      return_dtype=pl.Int64).fill_null(UNKNOWN_INDEX).alias(c) for c in columns]
-    return frame.select(exprs).to_numpy().astype(np.int64, copy=True).reshape(frame.height, len(columns))
-
-
-def numeric_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    """[N, K] float32, NaN where missing (the same float32 values the ONNX graph receives)."""
-    return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy().astype(np.float32)
-
-
-def standardization(numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean/std per column over the non-missing training values; degenerate columns -> (0, 1)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: handled just below
-        mean = np.nanmean(numeric.astype(np.float64), axis=0)
-        std = np.nanstd(numeric.astype(np.float64), axis=0)
-    mean = np.where(np.isfinite(mean), mean, 0.0)
-    std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 @contextlib.contextmanager

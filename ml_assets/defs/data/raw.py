@@ -61,6 +61,17 @@ def _judge(bp: Blueprint, source: str, day: str, frame: pl.DataFrame, path: str,
     return results
 
 
+def _delivery(path, day: str) -> dict:
+    """When the file was delivered, and for a day's outcomes how long after the day ended (the label delay)."""
+    import datetime as dt
+
+    at = landing.delivered_at(path)
+    if at is None:
+        return {}
+    end_of_day = dt.datetime.combine(parse_day(day) + dt.timedelta(days=1), dt.time())
+    return {"delivered_at": at.isoformat(), "hours_after_the_day": round((at - end_of_day).total_seconds() / 3600, 1)}
+
+
 def raw_asset(bp: Blueprint, source: str) -> dg.AssetsDefinition:
     s = bp.spec.sources[source]
     descriptions = {name: c.description for name, c in s.columns.items() if c.description}
@@ -86,7 +97,8 @@ def raw_asset(bp: Blueprint, source: str) -> dg.AssetsDefinition:
                     contract_check({LANDED: [schemas.Violation(LANDED, None, 0, [str(exc)])]}, CONTRACT)])
                 continue
             day_events = events.day(day) if events is not None else None
-            results[day] = DayResult(frame, {**frame_metadata(frame, descriptions), "landing_file": str(path)},
+            results[day] = DayResult(frame, {**frame_metadata(frame, descriptions), "landing_file": str(path),
+                                             **_delivery(path, day)},
                                      _judge(bp, source, day, frame, str(path), day_events))
         yield from emit_days(context, results)
 

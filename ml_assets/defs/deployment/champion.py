@@ -158,6 +158,7 @@ def build(bp: Blueprint) -> list:
 
     @dg.asset(key=key, partitions_def=bp.partitions, group_name=DEPLOYMENT, kinds={"mlflow"},
               io_manager_key="json_io_manager", code_version="champion-v2", owners=list(bp.owners),
+              pool=f"{bp.spec.name}_champion",  # one decider at a time (dagster.yaml: pools default_limit 1)
               ins={"previous": dg.AssetIn(key, partition_mapping=window(-1, -1)),
                    "bundle": dg.AssetIn(bp.key("deployment_bundle"), input_manager_key="json_io_manager"),
                    "evaluation": dg.AssetIn(bp.key("model_evaluation")),

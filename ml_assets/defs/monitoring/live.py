@@ -69,6 +69,15 @@ def _online(bp: Blueprint, root, day: str, labelled: pl.DataFrame) -> tuple[dict
     return rows, checks, about
 
 
+def _label_delay(context, bp: Blueprint, day: str) -> dict:
+    """The label delay actually observed: when the day's outcomes were delivered (raw_outcomes' metadata)."""
+    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=bp.raw(bp.spec.outcomes_name), asset_partitions=[day]), limit=1).records
+    meta = records[0].asset_materialization.metadata if records else {}
+    hours = meta.get("hours_after_the_day")
+    return {"label_delay_hours": hours.value} if hours is not None else {}
+
+
 def build(bp: Blueprint) -> list:
     spec = bp.spec
     key = bp.key("live_performance")
@@ -126,7 +135,7 @@ def build(bp: Blueprint) -> list:
                 checks.append(dg.AssetCheckResult(check_name="label_balance", passed=balance["passed"],
                                                   severity=dg.AssetCheckSeverity.WARN,
                                                   metadata=numbers({k: v for k, v in balance.items() if k != "ci"})))
-            metadata = {"dagster/row_count": frame.height, "live_auc": table(frame),
+            metadata = {"dagster/row_count": frame.height, "live_auc": table(frame), **_label_delay(context, bp, day),
                         **numbers({"batch_auc": today["auc"], "rolling_auc": drop["window"]["mean"],
                                    "rolling_se": drop["window"]["se"]}), **about}
             if day == last and len(series) > 1:
