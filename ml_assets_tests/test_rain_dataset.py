@@ -52,10 +52,9 @@ def spec():
 def materialize_days(defs: dg.Definitions, instance: dg.DagsterInstance, bp, root, first: str, last: str):
     """As conftest.materialize_range, for a dataset with or without reference tables: report the landed files,
     store the reference tables if any, then every daily asset over first..last in ONE run."""
-    from ml_assets.defs.automation.schedules import reported_deliveries
-    from ml_assets.defs.automation.sensors import landing_events, new_deliveries
+    from ml_assets.defs.automation.sensors import landing_events, unreported_deliveries
 
-    for event in landing_events(bp, new_deliveries(bp, root, reported_deliveries(instance, bp))):
+    for event in landing_events(bp, unreported_deliveries(bp, instance, root)):
         instance.report_runless_asset_event(event)
     graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
@@ -169,9 +168,9 @@ def test_asset_keys_carry_the_dataset_name_so_flights_and_rain_can_share_an_inst
     flights = build_definitions(dataset="nycflights13", families=FAMILIES)
     flights_keys = flights.resolve_asset_graph().get_all_asset_keys()
     assert all(k.path[0] == "flights" for k in flights_keys) and not rain_keys & flights_keys
-    # the same graph, the sources named by each spec
+    # the same graph, the sources named by each spec; the rain spec declares a delay history, flights none
     assert {k.path[1] for k in rain_keys} - {k.path[1] for k in flights_keys} == {
-        "landing_forecast", "landing_observed", "raw_forecast", "raw_observed"}
+        "landing_forecast", "landing_observed", "raw_forecast", "raw_observed", "delay_history"}
 
 
 def test_every_raw_day_landed_and_validated(rain, spec):

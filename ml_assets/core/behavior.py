@@ -56,14 +56,15 @@ def invariance_check(predict: Predict, frame: pl.DataFrame, columns: list[str], 
 
 
 def _moved(frame: pl.DataFrame, d: Directional) -> pl.DataFrame:
-    value = pl.col(d.column)
-    if d.fill_null is not None:
-        value = value.fill_null(d.fill_null)
-    if d.set_at_most is not None:
-        value = pl.min_horizontal(value, pl.lit(d.set_at_most))
-    else:
-        value = value + d.add
-    return frame.with_columns(value.cast(frame.schema[d.column]).alias(d.column))
+    """``frame`` with the change applied to ``d.column`` and to the columns carrying the same quantity
+    (``d.also``): moving one of them alone would be a day that cannot happen."""
+    def changed(column: str) -> pl.Expr:
+        value = pl.col(column)
+        if d.fill_null is not None:
+            value = value.fill_null(d.fill_null)
+        value = pl.min_horizontal(value, pl.lit(d.set_at_most)) if d.set_at_most is not None else value + d.add
+        return value.cast(frame.schema[column]).alias(column)
+    return frame.with_columns(changed(c) for c in [d.column, *d.also])
 
 
 def directional_check(predict: Predict, frame: pl.DataFrame, changes: list[Directional],

@@ -34,12 +34,14 @@ def with_date(spec: DatasetSpec, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyF
 
 
 def prepare(spec: DatasetSpec, name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    """A source as features read it: cleaned (spec ``clean``), one row per key (the first reading)."""
+    """A source as features read it: its declared columns only (nothing else a caller attached, e.g. outcome
+    columns, reaches a feature), cleaned (spec ``clean``), one row per key (the first reading)."""
     source = spec.sources.get(name)
+    declared = (source or spec.reference[name]).columns
     lazy = frame.lazy()
+    lazy = lazy.select(c for c in lazy.collect_schema().names() if c in declared)
     if source is None:  # a reference table
-        ref = spec.reference[name]
-        return lazy.unique(ref.key, keep="first", maintain_order=True)
+        return lazy.unique(spec.reference[name].key, keep="first", maintain_order=True)
     if source.clean:
         lazy = lazy.with_columns(pl.sql_expr(expr).alias(col) for col, expr in source.clean.items())
     return lazy.unique(source.key, keep="first", maintain_order=True)
@@ -82,7 +84,9 @@ def build_features(spec: DatasetSpec, sources: Mapping[str, pl.DataFrame | pl.La
     from ml_assets.core import history as H
     from ml_assets.datasets import feature_function
 
-    prepared = {name: prepare(spec, name, frame) for name, frame in sources.items() if name != spec.events_name}
+    # what is known the evening before: never the outcomes source (outcomes reach features only as the history)
+    prepared = {name: prepare(spec, name, frame) for name, frame in sources.items()
+                if name not in (spec.events_name, spec.outcomes_name)}
     rows = with_date(spec, prepare(spec, spec.events_name, sources[spec.events_name]))
     prepared[spec.events_name] = rows
     for join in spec.joins:

@@ -227,9 +227,10 @@ def land_source_day(root: UPath, spec: DatasetSpec, source: str, day: dt.date, f
 
 def land_days(root: UPath, spec: DatasetSpec, start: dt.date, end: dt.date, force: bool = False,
               sources: list[str] | None = None) -> list[LandedFile]:
-    """Land every source (or ``sources``) of each day in [start, end], plus the reference tables once."""
+    """Land every source (or ``sources``) of each day in [start, end], plus the reference tables once (a forced
+    re-delivery of some sources only leaves the reference tables as they are)."""
     check_in_range(spec, start, end)
-    out = land_references(root, spec, force)
+    out = land_references(root, spec, force and sources is None)
     for day in day_range(start, end):
         for source in sources or list(spec.sources):
             out.append(land_source_day(root, spec, source, day, force))

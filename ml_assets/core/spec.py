@@ -158,6 +158,8 @@ class Directional(_Model):
 
     column: str
     description: str
+    also: list[str] = Field(default_factory=list, description="columns carrying the same quantity (e.g. the "
+                            "day's lowest visibility beside the hour's): changed alike")
     set_at_most: float | None = None
     add: float | None = None
     fill_null: float | None = None
@@ -212,6 +214,9 @@ class DatasetSpec(_Model):
     label: Label
     features: Features
     history: History | None = None
+    # Per candidate family: the parameters this dataset trains with, over the family's generic defaults (a
+    # recipe tuned for one dataset's scale, e.g. min_child_weight, is not another's). The weekly search starts here.
+    models: dict[Name, dict[str, Any]] = Field(default_factory=dict)
     baseline: Baseline
     slices: list[Slice] = Field(default_factory=list)
     behavior: Behavior = Field(default_factory=Behavior)
@@ -240,6 +245,15 @@ class DatasetSpec(_Model):
                 raise ValueError(f"joins: unknown source {join.source!r}")
             if join.source == self.events_name or self.sources.get(join.source, events).role == "outcomes":
                 raise ValueError(f"joins: {join.source!r} is the events or the outcomes source")
+        from ml_assets.core.families import FAMILIES
+
+        for d in self.behavior.directional:
+            strangers = [c for c in [d.column, *d.also] if c not in self.model_inputs]
+            if strangers:
+                raise ValueError(f"behavior.directional {d.column}: not model inputs: {strangers}")
+        unknown = sorted(set(self.models) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"models: unknown families {unknown} (known: {sorted(FAMILIES)})")
         overlap = set(self.features.categorical) & set(self.features.numeric)
         if overlap:
             raise ValueError(f"features both categorical and numeric: {sorted(overlap)}")
@@ -289,6 +303,16 @@ class DatasetSpec(_Model):
         if self.history is None:
             return []
         return [history_column(name, w) for name in self.history.keys for w in self.history.windows]
+
+    @property
+    def monotone_inputs(self) -> dict[str, int]:
+        """Column -> +1/-1 from ``behavior.directional``: the direction the prediction must follow the column."""
+        out = {}
+        for d in self.behavior.directional:
+            raises = d.set_at_most is None and (d.add or 0) > 0
+            sign = (1 if raises else -1) * (1 if d.direction == "up" else -1)
+            out.update(dict.fromkeys([d.column, *d.also], sign))
+        return out
 
     @property
     def model_inputs(self) -> list[str]:

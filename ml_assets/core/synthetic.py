@@ -52,6 +52,12 @@ class Profile:
     free_start: int                      # the first fresh value (above every real value)
     free_limit: int                      # the last allowed value (the column's ``le``)
 
+    @property
+    def key_room(self) -> int:
+        """Fresh values of the free key column per combination of the other key columns (0: keys repeat as soon
+        as a drawn row's key was already drawn)."""
+        return 0 if self.free is None else max(0, self.free_limit - self.free_start + 1)
+
 
 def _typed(frame: pl.DataFrame, columns: dict) -> pl.DataFrame:
     """The declared columns, in the declared order, with the declared dtypes."""

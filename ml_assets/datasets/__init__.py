@@ -3,8 +3,9 @@
 A spec lists functions by name in ``features.functions`` (e.g. ``flights.tail_rotation``): the part before the
 dot is a module of this package, imported when first used, which registers its functions with ``@register``.
 A function takes the lazy feature rows built so far and a ``FeatureContext`` (the prepared sources of the same
-days) and returns the rows with its columns added; it must be pure and deterministic, and use only what is
-known the evening before.
+days) and returns the rows with its columns added; it must be pure and deterministic, use only what is known
+the evening before, and treat each ``date`` on its own (group by it): rows of one day never change another day's
+features, so many days can be built at once (a backfill's range, a serving batch spanning days).
 """
 from __future__ import annotations
 

@@ -32,6 +32,9 @@ class Blueprint:
     reference_window: int = 28
     owners: tuple[str, ...] = field(default=("team:ml-platform",))
     sensor_interval: int = 30  # seconds between sensor evaluations (ML_ASSETS_SENSOR_INTERVAL_SECONDS)
+    tune_every_days: int = 0  # a hyperparameter search every N days (ML_ASSETS_TUNE_EVERY_DAYS; 0: never)
+    tune_trials: int = 8
+    tune_seconds: int = 60
 
     @cached_property
     def outcome_lag(self) -> int:
@@ -57,6 +60,21 @@ class Blueprint:
 
     def candidate(self, family: str) -> dg.AssetKey:
         return self.key(f"{family}_model")
+
+    def params(self, family: str) -> dg.AssetKey:
+        return self.key(f"{family}_params")
+
+    @cached_property
+    def tuned_families(self) -> tuple[str, ...]:
+        """The families with a search space: each gets a ``<family>_params`` asset."""
+        from ml_assets.core import families as FAM
+
+        return tuple(f for f in self.families if FAM.tunable(f))
+
+    def is_search_day(self, day: str) -> bool:
+        """Every ``tune_every_days`` days from the feed's first day."""
+        every = self.tune_every_days
+        return every > 0 and (dt.date.fromisoformat(day) - self.spec.first_day).days % every == 0
 
     @property
     def prediction_offset(self) -> int:

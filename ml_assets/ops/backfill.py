@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import sys
 import threading
@@ -148,7 +149,7 @@ def run_backfill_daemon(dagster_home: str, backfill_id: str, code: str = f"{__na
 
 
 def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, report: Callable[[str], None] = print,
-                          every_s: float = 10.0, grace_s: float = 30.0) -> tuple[BulkActionStatus, bool]:
+                          every_s: float = 10.0, grace_s: float = 15.0) -> tuple[BulkActionStatus, bool]:
     """Execute ``backfill_id`` in a worker process supervised by this one, with progress every ``every_s`` seconds.
 
     Ctrl-C or SIGTERM here: the runs under way are marked CANCELING, then the worker is interrupted, so Dagster
@@ -160,7 +161,14 @@ def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, repor
 
     stopping = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    worker = subprocess.Popen([sys.executable, "-m", __name__, dagster_home, backfill_id], start_new_session=True)
+    # The runs' own event logs are in the instance (the UI); the worker's console output goes to a file, so the
+    # terminal shows progress lines, not thousands of step events.
+    log_path = os.path.join(dagster_home, "logs", f"backfill-{backfill_id}.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    report(f"worker log: {log_path}")
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", __name__, dagster_home, backfill_id], start_new_session=True,
+                                  stdout=log, stderr=subprocess.STDOUT)
     started, last_report = time.time(), time.time()
     try:
         with dg.DagsterInstance.get() as instance:

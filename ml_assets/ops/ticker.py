@@ -146,15 +146,8 @@ class LocalTicker:
         return out
 
     def tick_landing(self) -> int:
-        """Report the new deliveries, as the landing sensor does under the daemon; returns how many. The first
-        cursor is what the instance already holds (the deliveries reported before)."""
+        """Report the new deliveries, as the landing sensor does under the daemon; returns how many."""
         started = time.time()
-        if self.landing_cursor is None:
-            import json
-
-            from ml_assets.defs.automation.schedules import reported_deliveries
-
-            self.landing_cursor = json.dumps(reported_deliveries(self.instance, self.bp))
         context = dg.build_sensor_context(instance=self.instance, cursor=self.landing_cursor, definitions=self.defs,
                                           resources={"storage": self.storage})
         data = self.landing_sensor.evaluate_tick(context)

@@ -26,7 +26,6 @@ import functools
 import getpass
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import tempfile
@@ -127,17 +126,6 @@ def _chunks(items: list, size: int):
         yield items[i:i + size]
 
 
-class _CloseEnoughFilter(logging.Filter):
-    """mlflow.data.polars_dataset warns on the root logger, per column and per call, that a Date column is
-    recorded as datetime ("not an exact match but is close enough"): noise in every candidate step's log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.pathname.endswith("polars_dataset.py") and "close enough" in str(record.msg))
-
-
-_CLOSE_ENOUGH = _CloseEnoughFilter()
-
-
 def training_input(frame, digest: str, name: str, source_tags: dict[str, str] | None = None):
     """The training set as an MLflow dataset input (context ``training``): name, the given digest (the
     asset's data version), the schema and the profile (rows, elements). The rows are not uploaded, nor hashed
@@ -149,11 +137,17 @@ def training_input(frame, digest: str, name: str, source_tags: dict[str, str] | 
 
     source = CodeDatasetSource(tags=dict(source_tags or {}))
     if hasattr(frame, "hash_rows"):  # polars
+        import polars as pl
+
+        # Only dtypes matter here. mlflow maps Date/Categorical/UInt to a "close" type with logging.warning() on
+        # the ROOT logger, which installs a root handler in the whole process (Dagster's debug lines then print):
+        # give it the exact types it maps silently.
+        frame = frame.with_columns(pl.col(pl.Date).cast(pl.Datetime("us")),
+                                   pl.col(pl.Categorical, pl.Enum).cast(pl.String),
+                                   pl.col(pl.UInt8, pl.UInt16, pl.UInt32).cast(pl.Int64))
         ds = mlflow.data.from_polars(frame, source=source, name=name, digest=digest)
     else:
         ds = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest)
-    root = logging.getLogger()
-    root.addFilter(_CLOSE_ENOUGH)  # idempotent: a logger holds a filter once
     d = ds.to_dict()  # the schema is inferred here, from the dtypes only
     entity = Dataset(name=d["name"], digest=d["digest"], source_type=d["source_type"], source=d["source"],
                      schema=d.get("schema"), profile=d.get("profile"))

@@ -11,7 +11,8 @@
   ``bundle=PATH`` pins one bundle instead.
 - Shadow mode: a challenger (default: the newest deployment bundle that is not the champion) scores each request
   in a worker thread, off the response path; its score is logged (``shadow``), never returned.
-- ``GET /health`` (cheap: no model work), ``GET /model``, offline ``/docs`` and ``/redoc`` (assets served here).
+- ``GET /health`` (cheap: no model work), ``GET /model``, offline ``/docs`` and ``/redoc`` (assets served here;
+  a same-origin Content-Security-Policy keeps the pages from reaching out).
 - Hardening (``serving.hardening``): 413 before parsing, strict JSON (no NaN/Infinity), strict types and spec
   bounds, bounded 422 bodies; only genuine server faults are 5xx (logged).
 
@@ -43,7 +44,8 @@ from ml_assets.core.features import with_date
 from ml_assets.core.spec import DatasetSpec
 from ml_assets.core.storage import make_path
 from ml_assets.serving.context import BatchTooVaried, ContextCache, online_features
-from ml_assets.serving.hardening import BodyLimit, Refusal, bounded, is_json_content_type, parse_json
+from ml_assets.serving.hardening import (BodyLimit, Refusal, SameOriginOnly, bounded, is_json_content_type,
+                                        parse_json)
 from ml_assets.serving.models import ModelManager, Served
 from ml_assets.serving.request import MAX_BATCH, RequestInvalid, RequestRows, parse_request, request_schema
 from ml_assets.serving.shadow import ShadowJob, ShadowWorker, log_lines
@@ -168,6 +170,7 @@ def create_app(home: str, spec: DatasetSpec, *, bundle: str | None = None, chall
     app.state.schema = schema
     app.state.contexts = contexts
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(SameOriginOnly)
 
     # ------------------------------------------------------------------ errors: bounded, never an echo of the input
 

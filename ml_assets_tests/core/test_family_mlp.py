@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import torch
 
+from ml_assets.core.families import UNKNOWN_INDEX
 from ml_assets.core.families import mlp as M
 from ml_assets_tests.core.conftest import MLP_SMALL
 
@@ -68,7 +69,7 @@ def test_a_pickled_object_is_refused_on_load(mlp_model):
 def test_unknown_categories_map_to_index_zero_and_missing_numerics_are_handled(mlp_model, split):
     odd = split.holdout.head(10).with_columns(carrier=pl.lit("ZZ"), temp=pl.lit(None, dtype=pl.Float64))
     idx = M.encode_categorical(odd, mlp_model.spec["vocabularies"], mlp_model.spec["categorical"])
-    assert idx.dtype == np.int64 and (idx[:, 0] == M.UNKNOWN_INDEX).all() and (idx[:, 1] > 0).all()
+    assert idx.dtype == np.int64 and (idx[:, 0] == UNKNOWN_INDEX).all() and (idx[:, 1] > 0).all()
     numeric = M.numeric_matrix(odd, mlp_model.spec["numeric"])
     assert numeric.dtype == np.float32 and np.isnan(numeric[:, mlp_model.spec["numeric"].index("temp")]).all()
     assert np.isfinite(M.predict(mlp_model, odd)).all()

@@ -25,22 +25,58 @@ def test_same_rows_and_seed_give_identical_bytes_and_the_seed_matters(spec, xgb_
     assert X.save(a) == X.save(b)
 
 
-def test_early_stopping_then_the_refit_on_the_window(xgb_model, split):
+def test_without_early_stopping_one_fit_on_the_whole_window(xgb_model, split):
     spec = xgb_model.spec
-    assert spec["n_trees"] <= XGB_SMALL["n_estimators"]
-    assert xgb_model.booster.num_boosted_rounds() == spec["n_trees"]  # the refit keeps the early-stopped count
-    assert spec["refit_rows"] == split.train.height + split.valid.height
-    assert spec["validation"]["model"].startswith("early-stopped") and spec["validation"]["rows"] == split.valid.height
-    # the refit's vocabularies come from the whole window
     window = pl.concat([split.train, split.valid])
-    assert spec["vocabularies"]["dest"] == sorted(window["dest"].drop_nulls().unique().to_list())
+    assert spec["fit_rows"] == window.height and spec["n_trees"] == XGB_SMALL["n_estimators"]
+    assert xgb_model.booster.num_boosted_rounds() == spec["n_trees"]
+    assert spec["validation"]["model"].startswith("none: one fit")
+    # the threshold flags the window's share of late flights (a rank rule: nothing held out)
+    share = float(window["is_late"].cast(pl.Float64).mean())
+    flagged = float((X.predict(xgb_model, window) >= spec["threshold"]).mean())
+    assert abs(flagged - share) < 0.01
+    assert sorted(spec["vocabularies"]["dest"]) == sorted(window["dest"].drop_nulls().unique().to_list())
+
+
+def test_early_stopping_then_the_refit_on_the_window(split, inputs):
+    params = {**XGB_SMALL, "n_estimators": 200, "early_stopping_rounds": 5}
+    model = X.train(split.train, split.valid, inputs, params=params, seed=7)
+    spec = model.spec
+    assert spec["n_trees"] < params["n_estimators"]
+    assert model.booster.num_boosted_rounds() == spec["n_trees"]  # the refit keeps the early-stopped count
+    assert spec["fit_rows"] == split.train.height + split.valid.height
+    assert spec["validation"]["model"].startswith("fitted on the train split")
+    assert spec["validation"]["rows"] == split.valid.height and 0 < spec["threshold"] < 1
 
 
 def test_without_validation_rows_all_trees_are_kept(split, inputs):
-    model = X.train(split.train, split.valid.head(0), inputs, params={"n_estimators": 12, "max_depth": 3}, seed=0)
+    params = {"n_estimators": 12, "max_depth": 3, "refit_on_window": False}
+    model = X.train(split.train, split.valid.head(0), inputs, params=params, seed=0)
     assert model.spec["n_trees"] == model.booster.num_boosted_rounds() == 12
-    assert model.spec["threshold"] == 0.5 and model.spec["validation"]["model"].startswith("none")
-    assert "refit_rows" not in model.spec
+    assert model.spec["threshold"] == 0.5 and model.spec["validation"]["model"].startswith("none: no validation")
+    assert model.spec["fit_rows"] == split.train.height
+
+
+def test_categories_are_coded_in_order_of_their_late_rate(split):
+    rows = split.train
+    vocab = X.rate_ordered_vocabularies(rows, ["origin", "carrier"], "is_late")
+    rates = rows.group_by("carrier").agg(pl.col("is_late").cast(pl.Float64).mean().alias("rate"),
+                                         pl.len().alias("n"))
+    overall = float(rows["is_late"].cast(pl.Float64).mean())
+    shrunk = {r["carrier"]: (r["rate"] * r["n"] + overall * X.RATE_PRIOR) / (r["n"] + X.RATE_PRIOR)
+              for r in rates.iter_rows(named=True)}
+    assert vocab["carrier"] == sorted(shrunk, key=lambda c: (shrunk[c], c))
+    assert sorted(vocab["origin"]) == ["EWR", "JFK", "LGA"]
+
+
+def test_recency_weights_halve_every_halflife(split):
+    assert X.recency_weights(split.train, 0) is None
+    w = X.recency_weights(split.train, 2.0)
+    days = split.train["date"]
+    newest, oldest = days == days.max(), days == days.min()
+    gap = (days.max() - days.min()).days
+    assert np.allclose(w[newest.to_numpy()], 1.0)
+    assert np.allclose(w[oldest.to_numpy()], 0.5 ** (gap / 2.0))
 
 
 def test_saved_as_ubjson_plus_a_json_spec(xgb_model):
@@ -82,3 +118,21 @@ def test_tune_space_stays_in_its_bounds():
     trial = study.ask()
     params = X.tune_space(trial)
     assert set(params) <= set(X.DEFAULT_PARAMS) and 3 <= params["max_depth"] <= 9
+
+
+def test_the_specs_directional_expectations_are_monotone_constraints(spec, split):
+    """flights: lower visibility and more rain never lower p_late, on every row (the behavior check then holds)."""
+    from ml_assets.core import behavior
+    from ml_assets.core.families import ModelInputs
+
+    assert spec.monotone_inputs["visib"] == -1 and spec.monotone_inputs["wx_day_visib_min"] == -1
+    assert spec.monotone_inputs["precip"] == 1 and spec.monotone_inputs["wx_day_precip"] == 1
+    inputs = ModelInputs(list(spec.features.categorical), list(spec.features.numeric), "is_late", "p_late",
+                         spec.monotone_inputs)
+    model = X.train(split.train, split.valid, inputs, params=XGB_SMALL, seed=7)
+    assert model.spec["monotone"] == spec.monotone_inputs
+    check = behavior.directional_check(lambda f: X.predict(model, f), split.holdout, spec.behavior.directional, 0.0)
+    assert check["passed"] and check["worst_wrong_way_share"] == 0.0
+    clearer = split.holdout.with_columns(pl.col("visib") + 5.0)
+    assert (X.predict(model, clearer) <= X.predict(model, split.holdout) + 1e-7).all()
+    assert X.load(X.save(model)).spec["monotone"] == spec.monotone_inputs

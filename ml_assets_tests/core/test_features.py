@@ -82,15 +82,20 @@ def test_a_request_without_context_gets_null_context_columns(spec):
     sources = day_sources(spec, DAY)
     full = F.build_features(spec, sources)
     bare = F.build_features(spec, {"schedule": sources["schedule"]})
-    weather_columns = list(spec.joins[0].columns.values())
-    plane_columns = list(spec.joins[1].columns.values())
+    joined = [c for join in spec.joins for c in join.columns.values() if c in full.columns]  # plane_year: dropped
+    # read from the weather and airports tables by feature functions (flights.day_weather, flights.block)
+    derived = [c for c in full.columns if c.startswith("wx_")] + ["block_minutes", "block_padding",
+                                                                  "scheduled_speed", "plane_age"]
     assert bare.columns == full.columns and bare.height == full.height
-    assert all(bare[c].null_count() == bare.height for c in ["temp", "visib", "seats", "engines"])
-    unchanged = [c for c in full.columns if c not in weather_columns + plane_columns + ["plane_age"]]
+    assert all(bare[c].null_count() == bare.height for c in joined + derived)
+    assert all(full[c].null_count() < full.height for c in ["temp", "seats", "block_minutes", "wx_day_precip"])
+    unchanged = [c for c in full.columns if c not in joined + derived]
+    assert "origin_day_flights" in unchanged and "days_to_holiday" in unchanged  # from the schedule alone
     assert bare.select(unchanged).equals(full.select(unchanged))
 
 
-def test_without_history_the_rates_are_unknown(spec):
+def test_without_history_the_rates_are_unknown(history_spec):
+    spec = history_spec
     out = F.build_features(spec, day_sources(spec, DAY))
     assert all(out[c].null_count() == out.height for c in spec.history_columns)
 
@@ -131,10 +136,23 @@ def _flip(spec, day: dt.date):
     return outcomes
 
 
-def test_features_of_a_day_ignore_that_days_and_the_previous_days_outcomes(spec, labelled_days, monkeypatch):
-    monkeypatch.delenv("ML_ASSETS_OUTCOME_LAG_DAYS", raising=False)
+def test_features_of_a_day_read_no_outcome(spec, labelled_days):
+    """The shipped flights spec has no delay history: no day's outcomes, not even long-landed ones, reach D's
+    features (every feature function reads only the schedule, the weather and the reference tables)."""
     day = HOLDOUT
     base = labelled_days[day].drop(spec.label.name)
+    assert features_of(spec, day).equals(base)
+    for changed in (day, day - dt.timedelta(days=1), day - dt.timedelta(days=2), day - dt.timedelta(days=5)):
+        assert features_of(spec, day, _flip(spec, changed)).equals(base), changed
+
+
+def test_history_features_of_a_day_ignore_that_days_and_the_previous_days_outcomes(history_spec,
+                                                                                    history_labelled_days,
+                                                                                    monkeypatch):
+    spec = history_spec
+    monkeypatch.delenv("ML_ASSETS_OUTCOME_LAG_DAYS", raising=False)
+    day = HOLDOUT
+    base = history_labelled_days[day].drop(spec.label.name)
     assert features_of(spec, day).equals(base)
     for changed in (day, day - dt.timedelta(days=1)):  # D's outcomes, and D-1's (land on D: after the evening before)
         assert features_of(spec, day, _flip(spec, changed)).equals(base), changed
@@ -144,7 +162,8 @@ def test_features_of_a_day_ignore_that_days_and_the_previous_days_outcomes(spec,
     assert moved.drop(spec.history_columns).equals(base.drop(spec.history_columns))
 
 
-def test_a_longer_outcome_lag_pushes_the_history_back(spec, labelled_days, monkeypatch):
+def test_a_longer_outcome_lag_pushes_the_history_back(history_spec, monkeypatch):
+    spec = history_spec
     monkeypatch.setenv("ML_ASSETS_OUTCOME_LAG_DAYS", "2")
     day = HOLDOUT
     base = features_of(spec, day)

@@ -170,7 +170,7 @@ def test_land_as_of_delivers_exactly_what_had_arrived(root, spec, monkeypatch):
 
     landed = L.land_as_of(root, spec, dt.datetime(2013, 1, 2, 18, 0))
     assert all(f.written for f in landed)
-    assert _landed_keys(root) == {("planes", ""), ("schedule", "2013-01-01"), ("weather", "2013-01-01"),
+    assert _landed_keys(root) == {("planes", ""), ("airports", ""), ("schedule", "2013-01-01"), ("weather", "2013-01-01"),
                                   ("schedule", "2013-01-02"), ("weather", "2013-01-02"), ("schedule", "2013-01-03"),
                                   ("weather", "2013-01-03"), ("outcomes", "2013-01-01")}
     assert L.complete_days(root, spec) == [D1, D2, D3]

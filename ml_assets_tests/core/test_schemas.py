@@ -137,13 +137,22 @@ def test_outcomes_of_unknown_events_are_named(spec):
     assert schemas.unmatched_key_violations(outcomes.head(10), events, key) == []
 
 
-def test_feature_ranges_and_history_rates_are_checked(spec, labelled_days):
+def test_feature_ranges_are_checked(spec, labelled_days):
     features = labelled_days[HOLDOUT].drop(spec.label.name)
     bad = features.with_columns(plane_age=pl.when(pl.int_range(pl.len()) < 5).then(500.0).otherwise("plane_age"),
-                                route_rate_7d=pl.when(pl.int_range(pl.len()) < 3).then(1.5).otherwise("route_rate_7d"))
+                                origin_day_rank=pl.when(pl.int_range(pl.len()) < 3).then(1.5)
+                                .otherwise("origin_day_rank"))
     by_col = {v.column: v for v in schemas.schema_violations(bad, schemas.feature_schema(spec))}
-    assert by_col["plane_age"].failing_rows == 5 and by_col["route_rate_7d"].failing_rows == 3
-    assert set(by_col) == {"plane_age", "route_rate_7d"}
+    assert by_col["plane_age"].failing_rows == 5 and by_col["origin_day_rank"].failing_rows == 3
+    assert set(by_col) == {"plane_age", "origin_day_rank"}
+
+
+def test_history_rates_are_checked(history_spec, history_labelled_days):
+    spec = history_spec
+    features = history_labelled_days[HOLDOUT].drop(spec.label.name)
+    bad = features.with_columns(route_rate_7d=pl.when(pl.int_range(pl.len()) < 3).then(1.5).otherwise("route_rate_7d"))
+    by_col = {v.column: v for v in schemas.schema_violations(bad, schemas.feature_schema(spec))}
+    assert set(by_col) == {"route_rate_7d"} and by_col["route_rate_7d"].failing_rows == 3
 
 
 def test_violations_serialize_for_metadata():

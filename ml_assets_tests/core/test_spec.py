@@ -50,10 +50,12 @@ def test_default_spec_loads_with_its_derived_names(spec, monkeypatch):
     assert spec.sources["outcomes"].delivered.instant(dt.date(2013, 1, 2)) == dt.datetime(2013, 1, 3, 6, 0)
     assert spec.model_line("xgboost") == "flight_delay_xgboost"
     assert S.history_column("route", 7) == "route_rate_7d"
-    # What a model reads: categoricals, numerics, then the delay-history rates (names x windows).
+    # What a model reads: categoricals, then numerics (the shipped spec has no delay history: docs/features.md).
     assert spec.model_inputs[:4] == ["carrier", "origin", "dest", "route"]
-    assert spec.model_inputs[-12:] == spec.history_columns
-    assert spec.history_columns[:2] == ["route_rate_7d", "route_rate_28d"]
+    assert spec.history is None and spec.history_columns == []
+    assert spec.model_inputs[4:] == spec.features.numeric
+    assert spec.features.functions == ["flights.calendar", "flights.congestion", "flights.block", "flights.day_weather"]
+    assert spec.models["xgboost"]["min_child_weight"] == 50 and set(spec.models) == {"xgboost"}  # its recipe
     assert len(spec.feature_columns) == len(set(spec.feature_columns))
     assert not set(spec.outcome_columns) & set(spec.feature_columns)
     assert spec.label.name not in spec.feature_columns
@@ -92,7 +94,7 @@ def test_outcome_lag_defaults_to_the_spec_and_is_validated(spec, monkeypatch):
      "partitions.end", "month"),
     ("      carrier: {dtype: string, pattern", "      carrier: {dtype: text, pattern",
      "sources.schedule.columns.carrier.dtype", "int64"),
-    ("prior_weight: 20", "prior_weight: 20\n  smoothing: 3", "history.smoothing", "Extra inputs"),
+    ("  categorical: [carrier", "  smoothing: 3\n  categorical: [carrier", "features.smoothing", "Extra inputs"),
     ("model_line_prefix: flight_delay", "model_line_prefix: Flight-Delay", "model_line_prefix", "pattern"),
     ("max_null_share: 0.5}", "max_null_share: 1.5}", "sources.weather.columns.temp.max_null_share", "less than"),
     ("    role: context", "    role: background", "sources.weather.role", "events"),

@@ -52,7 +52,8 @@ def test_every_source_and_reference_is_schema_valid(dataset, spec, day):
         assert schemas.schema_violations(day[name], schemas.reference_schema(spec, name)) == [], name
 
 
-def test_keys_stay_unique_and_outcomes_belong_to_the_events(spec, day):
+def test_keys_stay_unique_and_outcomes_belong_to_the_events(spec, profile, day):
+    assert (profile.free, profile.key_room) == ("flight", 99_999 - 8_500)  # fresh flight numbers above the real ones
     events, outcomes = day[spec.events_name], day[spec.outcomes_name]
     assert events.height == outcomes.height == ROWS
     assert schemas.duplicate_key_violations(events, spec.events_source.key) == []

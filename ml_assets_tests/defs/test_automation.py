@@ -56,6 +56,26 @@ def caught_up(tmp_path_factory):
         mp.undo()
 
 
+def test_a_new_landing_sensor_starts_from_what_the_instance_records(caught_up):
+    """A fresh daemon's landing sensor (no cursor) reports nothing already reported, then only a new delivery."""
+    from ml_assets.definitions import build_definitions
+    from ml_assets.resources.storage import StorageRoot
+
+    defs = build_definitions()
+    sensor = next(s for s in defs.sensors if s.name == "flights_landing_sensor")
+    storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                               resources={"storage": storage}, definitions=defs))
+        first = tick(None)
+        assert first.asset_events == [] and json.loads(first.cursor)  # seeded from the instance, not empty
+        # a redelivery (identical, so the other tests see no change): a new file version to report
+        L.land_days(caught_up, load_spec(), dt.date(2013, 1, 2), dt.date(2013, 1, 2), force=True, sources=["weather"])
+        second = tick(first.cursor)
+        assert [(e.asset_key, e.partition) for e in second.asset_events] == [(key("landing_weather"), "2013-01-02")]
+
+
 def test_an_identical_redelivery_retrains_nothing(caught_up):
     spec = load_spec()
     with dg.DagsterInstance.get() as instance:
@@ -75,10 +95,9 @@ def test_a_changed_day_retrains_exactly_the_windows_that_contain_it(caught_up):
         assert cli.main(["catchup"]) == 0
         after = _materializations(instance, "training_set")
     retrained = {d for d in after if after[d] > before.get(d, 0)}
-    # Windows of 2 days: 01-04 (01-02..03) and 01-05 (01-03..04) contain 01-03. And the delay history as of
-    # 01-03 changed, which the features of 01-05 read (known the evening before), so the window of 01-06
-    # (01-04..05) changed too. Nothing before the change reruns.
-    assert retrained == {"2013-01-04", "2013-01-05", "2013-01-06"}
+    # Windows of 2 days: 01-04 (01-02..03) and 01-05 (01-03..04) contain 01-03. No feature of another day reads
+    # 01-03 (the flights spec has no delay history), so 01-06 (01-04..05) and nothing before the change reruns.
+    assert retrained == {"2013-01-04", "2013-01-05"}
 
 
 def test_a_killed_catchup_is_recovered_and_the_next_day_goes_through(tmp_path, monkeypatch):
@@ -142,13 +161,23 @@ def test_a_live_drop_asks_for_a_retrain_that_can_differ_then_alerts_once(tmp_pat
     storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
     with dg.DagsterInstance.get() as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization(key("labelled_features"), partition="2013-01-20"))
-        cursor, seen = None, []
+
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                               resources={"storage": storage}, definitions=defs))
+
+        # A failure from before the sensor's first tick is history: the first tick only sets the baseline.
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=key("live_performance"), check_name="live_auc_drop", passed=False, partition="2013-01-19",
+            severity=dg.AssetCheckSeverity.WARN))
+        baseline = tick(None)
+        assert not baseline.run_requests
+        cursor, seen = baseline.cursor, []
         for day in ("2013-01-20", "2013-01-21", "2013-01-22", "2013-01-23"):
             instance.report_runless_asset_event(dg.AssetCheckEvaluation(
                 asset_key=key("live_performance"), check_name="live_auc_drop", passed=False, partition=day,
                 severity=dg.AssetCheckSeverity.WARN))
-            result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                                 resources={"storage": storage}, definitions=defs))
+            result = tick(cursor)
             cursor = result.cursor
             seen.append([(r.tags["ml_assets/retrain_strategy"], r.run_config) for r in result.run_requests])
     assert [s[0][0] if s else None for s in seen] == ["recent_window", "tuned", None, None]

@@ -19,7 +19,10 @@ SNAPSHOT = Path(__file__).with_name("graph_snapshot.json")
 def defs():
     from ml_assets.definitions import build_definitions
 
-    return build_definitions(families="xgboost,mlp,logistic", window_days=28)
+    with pytest.MonkeyPatch.context() as mp:  # the defaults, whatever an earlier fixture of this worker set
+        for name in ("ML_ASSETS_TUNE_EVERY_DAYS", "ML_ASSETS_TUNE_TRIALS", "ML_ASSETS_TUNE_SECONDS"):
+            mp.delenv(name, raising=False)
+        return build_definitions(families="xgboost,mlp,logistic", window_days=28)
 
 
 def _mapping(graph, child, parent) -> str:
@@ -71,7 +74,13 @@ def test_the_graph_draws_every_real_dependency(defs):
         assert key(f"landing_{source}") in graph.get(key(f"raw_{source}")).parent_keys
         assert not graph.get(key(f"landing_{source}")).is_materializable
     assert key("raw_outcomes") not in graph.get(key("features")).parent_keys
-    assert _mapping(graph, key("features"), key("delay_history")) == "TimeWindowPartitionMapping(-2, -2)"
+    assert not any("outcomes" in p.to_user_string() or "labelled" in p.to_user_string()
+                   for p in graph.get(key("features")).parent_keys)
+    # a search feeds the daily refits: a candidate of D reads the searches of the two cycles up to D (searches
+    # are off by default: D's own record, which says so)
+    assert _mapping(graph, key("xgboost_model"), key("xgboost_params")) == "TimeWindowPartitionMapping(0, 0)"
+    assert key("training_set") in graph.get(key("xgboost_params")).parent_keys
+    assert key("mlp_params") not in graph.get_all_asset_keys()  # only families with a search space
     # every family is a candidate the evaluation reads
     for family in ("xgboost", "mlp", "logistic"):
         assert key(f"{family}_model") in graph.get(key("model_evaluation")).parent_keys
@@ -84,7 +93,6 @@ def test_the_outcome_lag_moves_the_prediction_edge(monkeypatch):
     graph = build_definitions(families="xgboost").resolve_asset_graph()
     key = lambda name: dg.AssetKey(["flights", name])  # noqa: E731
     assert _mapping(graph, key("batch_predictions"), key("champion")) == "TimeWindowPartitionMapping(-4, -4)"
-    assert _mapping(graph, key("features"), key("delay_history")) == "TimeWindowPartitionMapping(-4, -4)"
 
 
 def test_loading_the_definitions_stays_cheap():

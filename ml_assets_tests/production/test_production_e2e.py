@@ -28,10 +28,9 @@ from ml_assets_tests.production.conftest import (
 FIRST, LAST = "2013-01-01", "2013-01-05"
 RANGE = ("2013-01-02", LAST)
 DAYS = [f"2013-01-0{d}" for d in range(1, 6)]
-DATA_LAYER = ["raw_schedule", "raw_weather", "raw_outcomes", "delay_history", "features", "labelled_features",
-              "data_profile"]
-MODELS_AND_DEPLOYMENT = ["training_set", "xgboost_model", "model_evaluation", "onnx_model", "deployment_bundle",
-                         "champion", "batch_predictions", "live_performance"]
+DATA_LAYER = ["raw_schedule", "raw_weather", "raw_outcomes", "features", "labelled_features", "data_profile"]
+MODELS_AND_DEPLOYMENT = ["training_set", "xgboost_params", "xgboost_model", "model_evaluation", "onnx_model",
+                         "deployment_bundle", "champion", "batch_predictions", "live_performance"]
 LINE = "flight_delay_xgboost"
 EXPERIMENT = "ml_assets/flights"
 
@@ -76,7 +75,7 @@ def test_days_flow_through_the_whole_graph_on_celery_postgres_s3_and_the_mlflow_
         proc = dagster_cli(production_env, log, "asset", "materialize", *args)
         assert proc.returncode == 0, f"{label} failed:\n{tail(log)}\n--- worker ---\n{tail(worker.log)}"
 
-    materialize("data-layer", "--select", _select(["planes", *DATA_LAYER]), "--partition", FIRST)
+    materialize("data-layer", "--select", _select(["planes", "airports", *DATA_LAYER]), "--partition", FIRST)
     materialize("whole-graph", "--select", _select(DATA_LAYER + MODELS_AND_DEPLOYMENT),
                 "--partition-range", f"{RANGE[0]}...{RANGE[1]}")
     ran = time.monotonic()

@@ -25,8 +25,10 @@ from ml_assets_tests.production.conftest import (
     DEPLOY, PREFIX, celery_steps, dagster_cli, forget_compute_log_staging, pg_query, tail)
 
 DAY = "2013-01-02"
-DATA_LAYER = ["flights/planes", "flights/raw_schedule", "flights/raw_weather", "flights/raw_outcomes",
-              "flights/delay_history", "flights/features", "flights/labelled_features", "flights/data_profile"]
+REFERENCES = ["flights/planes", "flights/airports"]
+DAILY = ["flights/raw_schedule", "flights/raw_weather", "flights/raw_outcomes", "flights/features",
+         "flights/labelled_features", "flights/data_profile"]
+DATA_LAYER = REFERENCES + DAILY
 
 
 def test_the_celery_block_is_the_same_for_the_executor_and_the_workers():
@@ -88,6 +90,8 @@ def test_the_data_layer_runs_on_celery_workers_with_a_postgres_instance_and_s3(
         queue = instance.get_concurrency_config().run_queue_config
         assert queue.max_concurrent_runs == 4
         assert [(limit["key"], limit["limit"]) for limit in queue.tag_concurrency_limits] == [("dagster/backfill", 2)]
+        # one champion decider at a time across runs and workers (the champion step's pool), kept in Postgres
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         runs = instance.get_runs()
         assert len(runs) == 1, [r.run_id for r in runs]
         run = runs[0]
@@ -96,17 +100,17 @@ def test_the_data_layer_runs_on_celery_workers_with_a_postgres_instance_and_s3(
         records = instance.all_logs(run.run_id)
         materialized = {(r.dagster_event.asset_key.to_user_string(), r.dagster_event.partition) for r in records
                         if r.dagster_event and r.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION}
-        assert materialized == {("flights/planes", None)} | {(k, DAY) for k in DATA_LAYER[1:]}
+        assert materialized == {(k, None) for k in REFERENCES} | {(k, DAY) for k in DAILY}
         # every check of the day is recorded on its own day, and the real day passed its refusing checks
         checks = [r.dagster_event.event_specific_data for r in records if r.dagster_event
                   and r.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-        daily = [c for c in checks if c.asset_key != dg.AssetKey(["flights", "planes"])]
+        daily = [c for c in checks if c.asset_key.to_user_string() not in REFERENCES]
         assert daily and {c.partition for c in daily} == {DAY}
         assert all(c.passed for c in checks if c.blocking), [(c.asset_key, c.check_name) for c in checks
                                                                if c.blocking and not c.passed]
         statuses = {k: instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey.from_user_string(k), asset_partitions=[DAY]), limit=1
-        ).records[0].asset_materialization.metadata["status"].value for k in DATA_LAYER[1:]}
+        ).records[0].asset_materialization.metadata["status"].value for k in DAILY}
         assert set(statuses.values()) == {"ok"}, statuses
 
         # every step ran in our Celery worker, none in the run process
@@ -132,6 +136,6 @@ def test_the_data_layer_runs_on_celery_workers_with_a_postgres_instance_and_s3(
     assert {f"{PREFIX}/landing/{source}/date={DAY}/v0001.parquet" for source in ("schedule", "weather", "outcomes")} \
         <= keys
     assert {f"{PREFIX}/landing/planes/v0001.parquet", f"{PREFIX}/assets/flights/planes.parquet"} <= keys
-    assert {f"{PREFIX}/assets/{k}/{DAY}.parquet" for k in DATA_LAYER[1:]} <= keys
+    assert {f"{PREFIX}/assets/{k}/{DAY}.parquet" for k in DAILY} <= keys
     assert L.latest_file(root, spec, "schedule", DAY).name == "v0001.parquet"
     print(f"data layer of {DAY} through Celery (RabbitMQ) + Postgres + S3 in {elapsed:.1f} s")

@@ -137,6 +137,27 @@ def test_every_candidate_run_logs_its_training_set_and_points_back_to_dagster(pi
             assert instance.get_run_by_id(tags["dagster_run_id"]) is not None  # a real Dagster run
 
 
+def test_the_search_of_a_search_day_is_what_the_next_candidates_train_with(pipeline, use):
+    """The pipeline searches on 01-08 (every 7 days from 01-01; 3 trials): that day's and the next candidates
+    name the search in their lineage and MLflow tags; the days before train with the dataset's recipe."""
+    import json
+
+    params = Path(pipeline.home) / "assets" / "flights" / "xgboost_params"
+    searched = json.loads((params / "2013-01-08.json").read_text())["value"]
+    assert searched["searched"] and searched["search"]["trials"] == 3
+    assert searched["search"]["rule"].startswith("adopt the best trial only if")
+    assert json.loads((params / "2013-01-07.json").read_text())["value"]["searched"] is False
+    models = Path(pipeline.home) / "models" / "flights" / "xgboost_model"
+    lineage = {d: json.loads((models / d / "lineage.json").read_text()) for d in ("2013-01-07", "2013-01-09")}
+    assert lineage["2013-01-07"]["params_from"] == "defaults (no search in the last cycles)"
+    assert lineage["2013-01-09"]["params_from"] == "2013-01-08"
+    client = use._client()
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (run,) = [r for r in client.search_runs([experiment_id]) if r.data.tags.get("family") == "xgboost"
+              and r.data.tags.get("partition") == "2013-01-09"]
+    assert run.data.tags["params_from"] == "2013-01-08" and run.data.metrics["search_trials"] == 3
+
+
 # ------------------------------------------------------------------ a fresh store of our own
 
 

@@ -31,7 +31,7 @@ def frame_for(day: str) -> pl.DataFrame:
 
 
 def _graph(io_key: str, value_for):
-    """A daily asset writing ``value_for(day)`` per day (any range), and a window consumer of its last 3 days."""
+    """A daily asset writing ``value_for(day)`` per day (any range), and a consumer of the window D-3..D (as Days)."""
 
     @dg.asset(key_prefix=PREFIX, partitions_def=partitions, io_manager_key=io_key,
               backfill_policy=dg.BackfillPolicy.single_run())
@@ -41,9 +41,10 @@ def _graph(io_key: str, value_for):
 
     seen = {}
 
+    last_days = dg.TimeWindowPartitionMapping(start_offset=-3, end_offset=0, allow_nonexistent_upstream_partitions=True)
+
     @dg.asset(key_prefix=PREFIX, partitions_def=partitions, io_manager_key="json_io_manager",
-              ins={"daily": dg.AssetIn(key=daily.key, input_manager_key=io_key, partition_mapping=dg.TimeWindowPartitionMapping(
-                  start_offset=-3, end_offset=0, allow_nonexistent_upstream_partitions=True))})
+              ins={"daily": dg.AssetIn(key=daily.key, input_manager_key=io_key, partition_mapping=last_days)})
     def window(daily):
         seen["daily"] = daily
         return {"days": len(daily)}

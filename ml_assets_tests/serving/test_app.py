@@ -305,6 +305,7 @@ def _referenced(html: str) -> list[str]:
 def test_docs_load_offline_every_asset_from_this_server(client, page):
     r = client.get(page)
     assert r.status_code == 200
+    assert "default-src 'self'" in r.headers["content-security-policy"]  # the browser loads nothing from elsewhere
     assert not re.search(r"https?://", r.text), "the page references an external URL"
     assets = _referenced(r.text)
     assert len(assets) >= 2

@@ -30,8 +30,8 @@ def day_tables(tables, spec):
         return tables[s.table].filter((pl.col("year") == DAY.year) & (pl.col("month") == DAY.month)
                                       & (pl.col("day") == DAY.day)).select(list(s.columns))
 
-    planes = tables[spec.reference["planes"].table].select(list(spec.reference["planes"].columns))
-    return {"schedule": rows("schedule"), "weather": rows("weather"), "planes": planes}
+    references = {name: tables[r.table].select(list(r.columns)) for name, r in spec.reference.items()}
+    return {"schedule": rows("schedule"), "weather": rows("weather"), **references}
 
 
 def _history(as_of: dt.date, carrier: str, rate: float) -> pl.DataFrame:
@@ -44,14 +44,21 @@ def _history(as_of: dt.date, carrier: str, rate: float) -> pl.DataFrame:
 
 @pytest.fixture
 def stored(tmp_path, spec, day_tables):
-    """A storage root holding DAY as the graph stores it: raw events and context, planes, delay history D-1-lag."""
+    """A storage root holding DAY as the graph stores it: raw events and context, and the reference tables."""
     root = make_path(str(tmp_path / "home"))
     write_parquet(CX.daily_path(root, spec, "raw_schedule", DAY), day_tables["schedule"])
     write_parquet(CX.daily_path(root, spec, "raw_weather", DAY), day_tables["weather"])
-    write_parquet(CX.reference_path(root, spec, "planes"), day_tables["planes"])
-    as_of = CX.history_as_of(spec, DAY)
-    write_parquet(CX.daily_path(root, spec, "delay_history", as_of), _history(as_of, "UA", 0.9))
+    for name in spec.reference:
+        write_parquet(CX.reference_path(root, spec, name), day_tables[name])
     return root
+
+
+@pytest.fixture
+def history_stored(stored, history_spec):
+    """``stored`` plus a delay history as of D-1-lag, for a dataset whose spec has one (``history_spec``)."""
+    as_of = CX.history_as_of(history_spec, DAY)
+    write_parquet(CX.daily_path(stored, history_spec, "delay_history", as_of), _history(as_of, "UA", 0.9))
+    return stored
 
 
 def _requests(spec, frame: pl.DataFrame, **nested) -> list[dict]:
@@ -79,7 +86,7 @@ def test_history_is_read_as_of_the_day_before_minus_the_lag(spec, monkeypatch):
 def test_day_context_reads_what_is_stored_and_refused_files_are_absent(stored, spec, day_tables):
     context = CX.load_day_context(stored, spec, DAY)
     assert context.events.equals(day_tables["schedule"])
-    assert set(context.sources) == {"weather", "planes"} and context.history is not None
+    assert set(context.sources) == {"weather", "planes", "airports"} and context.history is None  # spec: none
     write_parquet(CX.daily_path(stored, spec, "raw_weather", DAY), day_tables["weather"],
                   metadata={CX.REFUSED_KEY: "null_share: temp"})
     context = CX.load_day_context(stored, spec, DAY)
@@ -88,18 +95,30 @@ def test_day_context_reads_what_is_stored_and_refused_files_are_absent(stored, s
     assert CX.load_day_context(make_path(str(stored) + "-nothing"), spec, DAY).standalone
 
 
-def test_online_rows_equal_the_batch_rows_of_the_same_events(stored, spec, day_tables):
-    as_of = CX.history_as_of(spec, DAY)
-    batch = build_features(spec, day_tables, _history(as_of, "UA", 0.9))
+def _online_equals_batch(spec, root, day_tables, history=None) -> pl.DataFrame:
+    batch = build_features(spec, day_tables, history)
     sample = day_tables["schedule"].sample(25, seed=1)
-    online = _online(spec, stored, _requests(spec, sample))
+    online = _online(spec, root, _requests(spec, sample))
     key = spec.features.key
     expected = online.select(key).join(batch, on=key, how="left", maintain_order="left")
     assert online.height == 25 and expected.height == 25
     assert online.equals(expected.select(batch.columns))
+    return online
+
+
+def test_online_rows_equal_the_batch_rows_of_the_same_events(stored, spec, day_tables):
+    online = _online_equals_batch(spec, stored, day_tables)
+    # the stored weather, planes and airports were used; the flights functions saw the whole stored day
+    for column in ("temp", "seats", "block_minutes", "wx_day_precip"):
+        assert online[column].null_count() < online.height, column
+    assert (online["origin_day_flights"] > 100).all()
+
+
+def test_online_rows_read_the_stored_history_when_the_spec_has_one(history_stored, history_spec, day_tables):
+    as_of = CX.history_as_of(history_spec, DAY)
+    online = _online_equals_batch(history_spec, history_stored, day_tables, _history(as_of, "UA", 0.9))
     ua = online.filter(pl.col("carrier") == "UA")
     assert ua.height and (ua[history_column("carrier", 7)] == 0.9).all()  # the stored history was used
-    assert online["temp"].null_count() < online.height  # the stored weather was joined
 
 
 def test_a_request_replaces_the_stored_row_with_its_key(stored, spec, day_tables):
@@ -136,7 +155,7 @@ def test_a_standalone_request_has_null_context(tmp_path, spec, day_tables):
     root = make_path(str(tmp_path / "empty"))
     online = _online(spec, root, _requests(spec, day_tables["schedule"].head(3)))
     assert online.height == 3
-    for column in ("temp", "seats", history_column("carrier", 7)):
+    for column in ("temp", "seats", "block_minutes", "wx_day_precip"):
         assert online[column].null_count() == 3
     with_plane = _online(spec, root, _requests(spec, day_tables["schedule"].head(1), plane={"seats": 150}))
     assert with_plane["seats"].to_list() == [150.0]
@@ -161,10 +180,10 @@ def test_feature_functions_see_the_whole_stored_day(stored, spec, day_tables):
                 .join(counts, on=["origin", "__h"], how="left", maintain_order="left").drop("__h"))
 
     try:
-        features = spec.features.model_copy(update={"functions": [name], "numeric": [*spec.features.numeric,
-                                                                                      "congestion"]})
+        features = spec.features.model_copy(update={"functions": [*spec.features.functions, name],
+                                                    "numeric": [*spec.features.numeric, "congestion"]})
         with_function = spec.model_copy(update={"features": features})
-        batch = build_features(with_function, day_tables, _history(CX.history_as_of(spec, DAY), "UA", 0.9))
+        batch = build_features(with_function, day_tables)
         request = _requests(spec, day_tables["schedule"].head(1))[0]
         rows = parse_request(request_schema(spec), request)
         online = CX.online_features(with_function, rows.events, rows.nested, CX.ContextCache(stored, with_function))

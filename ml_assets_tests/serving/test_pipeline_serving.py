@@ -48,9 +48,8 @@ def test_online_features_equal_the_stored_features(pipeline, spec, which):
     assert online.equals(expected), "an online feature row differs from the stored one"
     inputs = online.select(spec.model_inputs)
     assert inputs.equals(expected.select(spec.model_inputs))
-    assert online["temp"].null_count() < online.height and online["seats"].null_count() < online.height
-    if which == "last":
-        assert online[spec.history_columns[0]].null_count() == 0  # the history as of D-1-lag was joined
+    for column in ("temp", "seats", "block_minutes", "wx_day_precip"):  # the stored context and references joined
+        assert online[column].null_count() < online.height, column
 
 
 def test_online_scores_equal_the_batch_predictions_and_the_log_joins(pipeline_copy, spec):

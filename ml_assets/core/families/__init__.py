@@ -21,12 +21,15 @@ import polars as pl
 
 # name -> (module, the Dagster kind shown on its asset, one line for the UI)
 FAMILIES: dict[str, tuple[str, str, str]] = {
-    "xgboost": ("xgboost", "xgboost", "gradient-boosted trees over ordinal-coded categoricals, early-stopped on the "
-                                     "validation days, then refit on the window"),
+    "xgboost": ("xgboost", "xgboost", "gradient-boosted trees over rate-ordered categorical codes (the dataset's "
+                                     "recipe: its spec's models.xgboost)"),
     "mlp": ("mlp", "pytorch", "a PyTorch MLP: embeddings for categoricals, standardized numerics with missing flags"),
     "logistic": ("logistic", "scipy", "L2-regularized logistic regression: one weight per category level, "
                                       "standardized numerics with missing flags"),
 }
+# The families with a hyperparameter search space (``Family.tune_space``; a test keeps the two in step). Listed
+# here so that building the graph needs no import of torch or xgboost.
+TUNABLE = frozenset({"xgboost"})
 SPEC_FILE = "model_spec.json"
 UNKNOWN_INDEX = 0  # the embedding / weight index of an unknown or missing category
 
@@ -39,9 +42,13 @@ class ModelInputs:
     numeric: list[str]
     label: str
     output: str  # the ONNX output name, e.g. p_late
+    # numeric column -> +1 / -1: the prediction may only rise / fall with it (the spec's directional expectations;
+    # a family that can, xgboost, trains under them)
+    monotone: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"categorical": self.categorical, "numeric": self.numeric, "label": self.label, "output": self.output}
+        return {"categorical": self.categorical, "numeric": self.numeric, "label": self.label, "output": self.output,
+                "monotone": dict(self.monotone)}
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,10 @@ def code_version(name: str) -> str:
 
     source = (Path(__file__).with_name(f"{FAMILIES[name][0]}.py")).read_bytes()
     return f"{name}-{hashlib.sha256(source).hexdigest()[:10]}"
+
+
+def tunable(name: str) -> bool:
+    return name in TUNABLE
 
 
 def kind(name: str) -> str:

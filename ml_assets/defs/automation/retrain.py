@@ -45,8 +45,16 @@ def retrain_sensor(bp: Blueprint) -> dg.SensorDefinition:
                description="A failed live_auc_drop or feature_drift asks for a retrain that can differ (a recent "
                            "window, then a tuned search); when both were tried, one alert instead of a loop.")
     def _retrain(context: dg.SensorEvaluationContext, storage: StorageRoot):
-        state = json.loads(context.cursor) if context.cursor else {"after": 0, "tried": [], "alerted": False}
         instance = context.instance
+        if context.cursor is None:
+            # A new sensor (a fresh daemon, a reset) reacts to evaluations from now on; the failures already in
+            # the history were there before it and must not start a retrain all at once.
+            newest = max((r.id for key in watched
+                          for r in instance.event_log_storage.get_asset_check_execution_history(key, limit=1)),
+                         default=0)
+            return dg.SensorResult(skip_reason=dg.SkipReason("baseline: watching evaluations from now on"),
+                                   cursor=json.dumps({"after": newest, "tried": [], "alerted": False}))
+        state = json.loads(context.cursor)
         failures, recovered = [], False
         for key in watched:
             for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=50):

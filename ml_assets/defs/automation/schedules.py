@@ -10,7 +10,7 @@ running run are left alone.
 import dagster as dg
 
 from ml_assets.core import catchup
-from ml_assets.defs.automation.sensors import SENSOR_TAG, landing_events, new_deliveries
+from ml_assets.defs.automation.sensors import SENSOR_TAG, landing_events, unreported_deliveries
 from ml_assets.defs.blueprint import LANDING, Blueprint
 from ml_assets.resources.storage import StorageRoot
 
@@ -28,18 +28,6 @@ def active_days(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
         if start and end:
             days |= {k for k in keys if start <= k <= end}
     return days
-
-
-def reported_deliveries(instance: dg.DagsterInstance, bp: Blueprint) -> dict[str, str]:
-    """What the landing assets' materializations say was delivered: source/day -> file name."""
-    out = {}
-    for source in [*bp.spec.sources, *bp.spec.reference]:
-        for record in instance.fetch_materializations(bp.landing(source), limit=10_000, ascending=True).records:
-            entry = record.asset_materialization.metadata.get("file")
-            if entry is not None:
-                day = record.partition_key
-                out[f"{source}/{day}" if day else source] = str(entry.value).rsplit("/", 1)[-1]
-    return out
 
 
 def plan(context_instance: dg.DagsterInstance, graph, bp: Blueprint) -> catchup.Plan:
@@ -66,7 +54,7 @@ def build(bp: Blueprint) -> list:
                  description="Every morning: report deliveries the landing sensor missed, and request the asset-days "
                              "that are missing while every day they read exists. One run per day, at most 31 days.")
     def daily_backstop(context: dg.ScheduleEvaluationContext, storage: StorageRoot):
-        missed = new_deliveries(bp, storage.path(), reported_deliveries(context.instance, bp))
+        missed = unreported_deliveries(bp, context.instance, storage.path())
         for event in landing_events(bp, missed):
             context.instance.report_runless_asset_event(event)
         result = plan(context.instance, context.repository_def.asset_graph, bp)

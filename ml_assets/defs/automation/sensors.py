@@ -53,6 +53,23 @@ def new_deliveries(bp: Blueprint, root, reported: dict[str, str]) -> list[tuple[
     return sorted(out, key=lambda t: (t[1] or "", t[0]))
 
 
+def reported_deliveries(instance: dg.DagsterInstance, bp: Blueprint) -> dict[str, str]:
+    """What the landing assets' materializations say was delivered: source/day -> file name."""
+    out = {}
+    for source in [*bp.spec.sources, *bp.spec.reference]:
+        for record in instance.fetch_materializations(bp.landing(source), limit=10_000, ascending=True).records:
+            entry = record.asset_materialization.metadata.get("file")
+            if entry is not None:
+                day = record.partition_key
+                out[f"{source}/{day}" if day else source] = str(entry.value).rsplit("/", 1)[-1]
+    return out
+
+
+def unreported_deliveries(bp: Blueprint, instance: dg.DagsterInstance, root) -> list[tuple[str, str | None, L.UPath]]:
+    """The deliveries whose newest file no landing materialization of the instance reports yet."""
+    return new_deliveries(bp, root, reported_deliveries(instance, bp))
+
+
 def landing_events(bp: Blueprint, deliveries) -> list[dg.AssetMaterialization]:
     events = []
     for source, day, path in deliveries:
@@ -69,7 +86,9 @@ def landing_sensor(bp: Blueprint) -> dg.SensorDefinition:
                description="Reports every newly delivered landing file (each source and day, each reference "
                            "version) as a materialization of its landing asset; automation carries the day on.")
     def _landing(context: dg.SensorEvaluationContext, storage: StorageRoot):
-        reported = json.loads(context.cursor) if context.cursor else {}
+        # A first tick (a new daemon, a reset sensor) starts from what the instance already records as
+        # delivered, not from nothing: otherwise every landed file would be reported again.
+        reported = json.loads(context.cursor) if context.cursor else reported_deliveries(context.instance, bp)
         due = new_deliveries(bp, storage.path(), reported)
         batch = due[:MAX_REPORTS_PER_TICK]
         for source, day, path in batch:

@@ -1,9 +1,11 @@
-"""Model layer: training_set -> one candidate per family -> model_evaluation (sanity, choice) -> onnx_model (parity)."""
+"""Model layer: training_set -> <family>_params (a scheduled search, tunable families) -> one candidate per family
+-> model_evaluation (sanity, choice) -> onnx_model (parity)."""
 
 from ml_assets.defs.blueprint import Blueprint
 
 
 def build(bp: Blueprint) -> list:
-    from ml_assets.defs.models import candidates, evaluation, onnx, training_set
+    from ml_assets.defs.models import candidates, evaluation, onnx, params, training_set
 
-    return [*training_set.build(bp), *candidates.build(bp), *evaluation.build(bp), *onnx.build(bp)]
+    return [*training_set.build(bp), *params.build(bp), *candidates.build(bp), *evaluation.build(bp),
+            *onnx.build(bp)]

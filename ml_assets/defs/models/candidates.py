@@ -30,8 +30,9 @@ VOLATILE = {LINEAGE_FILE, "latency.json"}
 class CandidateConfig(dg.Config):
     seed: int = 0
     params: dict = Field(default_factory=dict, description="hyperparameters over the family's defaults")
-    tune_trials: int = Field(0, description="optuna trials (out-of-sample objective); 0: no search")
-    tune_seconds: float = Field(60.0, description="the search's time budget")
+    tune_trials: int = Field(0, description="optuna trials of a search of this very day (out of sample), over the "
+                                            "scheduled one of <family>_params; 0: no extra search")
+    tune_seconds: float = Field(60.0, description="that search's time budget")
     track_energy: bool = Field(False, description="estimate training energy/carbon with codecarbon (offline)")
 
 
@@ -75,23 +76,28 @@ def _behavior_checks(results: list[dict]) -> list[dg.AssetCheckResult]:
 def model_inputs(bp: Blueprint) -> FAM.ModelInputs:
     s = bp.spec
     return FAM.ModelInputs(list(s.features.categorical), [*s.features.numeric, *s.history_columns], s.label.name,
-                           s.prediction)
+                           s.prediction, monotone=s.monotone_inputs)
 
 
 def train_day(bp: Blueprint, family: str, training: pl.DataFrame, config: CandidateConfig, day: str,
-              mlflow: MLflowTracking, run_tags: dict[str, str]) -> DayResult:
+              mlflow: MLflowTracking, run_tags: dict[str, str], tuned: tuple[dict, dict] = ({}, {})) -> DayResult:
+    """``tuned``: the scheduled search's parameters and where they came from (``params.params_for``)."""
     from ml_assets.core.energy import energy_estimate
+    from ml_assets.core.tuning import WINDOW_PARAM, recent_days, search as run_search
 
     fam = FAM.get(family)
-    train = training.filter(pl.col("split") == "train").drop("split")
-    valid = training.filter(pl.col("split") == "valid").drop("split")
-    params, search = dict(config.params), {"trials": 0}
+    recipe = bp.spec.models.get(family, {})  # the dataset's recipe, under the search's and the run's overrides
+    params, tuned_from = {**recipe, **tuned[0], **config.params}, dict(tuned[1])
+    search = tuned_from.pop("search", {"trials": 0})
     with energy_estimate(config.track_energy) as energy:
         if config.tune_trials > 0:
-            from ml_assets.core.tuning import tune
-
-            found = tune(fam, train, valid, model_inputs(bp), config.tune_trials, config.tune_seconds, config.seed)
-            params, search = {**found["params"], **params}, found["search"]
+            found = run_search(fam, training.drop("split"), model_inputs(bp), config.tune_trials, config.tune_seconds,
+                               config.seed, base_params=recipe)
+            params, search, tuned_from = {**found["params"], **config.params}, found["search"], {"params_from": day}
+        # A searched window length: train on the most recent days of the training set only.
+        training = recent_days(training, params.pop(WINDOW_PARAM, None))
+        train = training.filter(pl.col("split") == "train").drop("split")
+        valid = training.filter(pl.col("split") == "valid").drop("split")
         model = fam.train(train, valid, model_inputs(bp), params=params or None, seed=config.seed)
     files = fam.save(model)
     results = behavior.run_behavior_checks(lambda f: fam.predict(model, f), valid, bp.spec, seed=config.seed)
@@ -102,7 +108,8 @@ def train_day(bp: Blueprint, family: str, training: pl.DataFrame, config: Candid
                "date_span": [str(training["date"].min()), str(training["date"].max())],
                "train_rows": train.height, "valid_rows": valid.height, "dataset": bp.spec.name,
                "model_code_version": FAM.code_version(family), "params": model.spec["params"], "seed": config.seed,
-               "git_commit": git_commit(), "training_energy": energy, "search": search}
+               "git_commit": git_commit(), "training_energy": energy, "search": search,
+               "params_from": tuned_from.get("params_from", "defaults")}
     metrics = {f"valid_{k}": v for k, v in validation.items() if isinstance(v, (int, float))}
     metrics.update({f"search_{k}": v for k, v in search.items() if isinstance(v, (int, float))})
     run_id, url = mlflow.log_run(
@@ -113,30 +120,60 @@ def train_day(bp: Blueprint, family: str, training: pl.DataFrame, config: Candid
     files[LINEAGE_FILE] = json.dumps({**lineage, "mlflow_run_id": run_id}, indent=1).encode()
     checks = _behavior_checks(results)
     metadata = {"family": family, "mlflow_run": dg.MetadataValue.url(url), "mlflow_run_id": run_id,
+                "params_from": lineage["params_from"],
                 "training_data_version": data_version, "date_span": " .. ".join(lineage["date_span"]),
                 "train_rows": train.height, "valid_rows": valid.height, "threshold": round(model.spec["threshold"], 4),
                 "validation_metrics_model": str(validation.get("model", "")), **numbers(metrics)}
     return DayResult(files, metadata, checks)
 
 
-def candidate_asset(bp: Blueprint, family: str) -> dg.AssetsDefinition:
-    key = bp.candidate(family)
+def recipe_version(bp: Blueprint, family: str) -> str:
+    """The family's code and the dataset's recipe for it: a changed recipe retrains (and re-searches)."""
+    import hashlib
 
-    @dg.asset(key=key, partitions_def=bp.partitions, group_name=MODELS, kinds={FAM.kind(family)},
-              io_manager_key="model_io_manager", code_version=FAM.code_version(family), ins={"training_set": dg.AssetIn(bp.key("training_set"))},
-              check_specs=_specs(bp, key), backfill_policy=dg.BackfillPolicy.single_run(), owners=list(bp.owners),
-              tags=bp.tags(layer="models", family=family),
-              description=f"The {family} candidate of day D: {FAM.describe(family)}. Files in open formats "
-                          f"(model_spec.json and the model's own), behavior.json, lineage.json.")
-    def _candidate(context: dg.AssetExecutionContext, training_set: Days, config: CandidateConfig,
-                   mlflow: MLflowTracking):
+    recipe = json.dumps(bp.spec.models.get(family, {}), sort_keys=True).encode()
+    return f"{FAM.code_version(family)}-{hashlib.sha256(recipe).hexdigest()[:8]}"
+
+
+def candidate_asset(bp: Blueprint, family: str) -> dg.AssetsDefinition:
+    from ml_assets.defs.models import params as P
+
+    key = bp.candidate(family)
+    tuned = family in bp.tuned_families
+    span = max(1, 2 * bp.tune_every_days)
+    decorate = dg.asset(
+        key=key, partitions_def=bp.partitions, group_name=MODELS, kinds={FAM.kind(family)},
+        io_manager_key="model_io_manager", code_version=recipe_version(bp, family),
+        ins={"training_set": dg.AssetIn(bp.key("training_set")),
+             **({"searches": P.params_input(bp, family)} if tuned else {})},
+        check_specs=_specs(bp, key), backfill_policy=dg.BackfillPolicy.single_run(), owners=list(bp.owners),
+        tags=bp.tags(layer="models", family=family),
+        description=f"The {family} candidate of day D: {FAM.describe(family)}"
+                    f"{', with the newest scheduled search of ' + bp.params(family).to_user_string() if tuned else ''}."
+                    f" Files in open formats (model_spec.json and the model's own), behavior.json, lineage.json.")
+
+    def days(context, training_set: Days, config: CandidateConfig, mlflow: MLflowTracking, searches: Days | None):
         tags = {"dagster_run_id": context.run_id, "dagster_run": mlflow.dagster_run_url(context.run_id)}
         results = {}
         for day in context.partition_keys:
             refused = refused_upstream(day, training_set=training_set)
+            found = P.params_for(searches, day, span) if searches is not None else ({}, {})
             results[day] = DayResult(refused) if refused else train_day(
-                bp, family, training_set[day], config, day, mlflow, tags)
+                bp, family, training_set[day], config, day, mlflow, tags, found)
         yield from emit_days(context, results, version_of=model_version)
+
+    if tuned:
+        @decorate
+        def _tuned(context: dg.AssetExecutionContext, training_set: Days, searches: Days, config: CandidateConfig,
+                   mlflow: MLflowTracking):
+            yield from days(context, training_set, config, mlflow, searches)
+
+        return _tuned
+
+    @decorate
+    def _candidate(context: dg.AssetExecutionContext, training_set: Days, config: CandidateConfig,
+                   mlflow: MLflowTracking):
+        yield from days(context, training_set, config, mlflow, None)
 
     return _candidate
 
