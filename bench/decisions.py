@@ -57,6 +57,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ml_assets.resources.storage import REFUSED_KEY
+
 FRESH_GOAL = 0.90
 ALERTS_GOAL = 2.0
 EVIDENCE_DAYS = 7
@@ -198,34 +200,30 @@ class Store:
         return sorted(p.name.split(".")[0] for p in folder.iterdir() if p.suffix in (".parquet", ".json")
                       and not p.name.startswith(".")) if folder.exists() else []
 
+    def _stored(self, asset: str, day: str, suffix: str, parse) -> tuple:
+        """(value or None, the refusal reason or None, stored at all), read once."""
+        k = (asset, day, suffix)
+        if k not in self._cache:
+            path = self.assets / asset / f"{day}{suffix}"
+            self._cache[k] = parse(path.read_bytes()) + (True,) if path.exists() else (None, None, False)
+        return self._cache[k]
+
     def frame(self, asset: str, day: str) -> tuple[pl.DataFrame | None, str | None, bool]:
         """(frame or None, the refusal reason or None, stored at all). A refused day may still hold its data."""
-        k = ("frame", asset, day)
-        if k not in self._cache:
-            path = self.assets / asset / f"{day}.parquet"
-            if not path.exists():
-                self._cache[k] = (None, None, False)
-            else:
-                data = path.read_bytes()
-                reason = pl.read_parquet_metadata(io.BytesIO(data)).get("ml_assets.refused")
-                frame = pl.read_parquet(io.BytesIO(data))
-                self._cache[k] = (frame if frame.width else None, reason, True)
-        return self._cache[k]
+        def parse(data: bytes) -> tuple:
+            frame = pl.read_parquet(io.BytesIO(data))
+            return frame if frame.width else None, pl.read_parquet_metadata(io.BytesIO(data)).get(REFUSED_KEY)
+        return self._stored(asset, day, ".parquet", parse)
 
     def usable(self, asset: str, day: str) -> pl.DataFrame | None:
         frame, reason, _ = self.frame(asset, day)
         return None if reason else frame
 
     def record(self, asset: str, day: str) -> tuple[object, str | None, bool]:
-        k = ("record", asset, day)
-        if k not in self._cache:
-            path = self.assets / asset / f"{day}.json"
-            if not path.exists():
-                self._cache[k] = (None, None, False)
-            else:
-                rec = json.loads(path.read_bytes())
-                self._cache[k] = (rec.get("value"), rec.get("refused"), True)
-        return self._cache[k]
+        def parse(data: bytes) -> tuple:
+            rec = json.loads(data)
+            return rec.get("value"), rec.get("refused")
+        return self._stored(asset, day, ".json", parse)
 
     def holdout(self, day: str) -> pl.DataFrame | None:
         """Day D's labelled rows (what model_evaluation and champion judge on), or None."""

@@ -42,13 +42,10 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def read_day(folder: Path, day: str) -> pl.DataFrame | None:
-    path = folder / f"{day}.parquet"
-    if not path.exists():
-        return None
-    data = path.read_bytes()
-    if pl.read_parquet_metadata(io.BytesIO(data)).get("ml_assets.refused"):
-        return None
-    return pl.read_parquet(io.BytesIO(data))
+    """A stored day as the server reads it: None when absent or stored as refused."""
+    from ml_assets.serving.context import read_stored
+
+    return read_stored(folder / f"{day}.parquet")
 
 
 def deployed_per_day(home: Path, dataset: str, start: dt.date, end: dt.date) -> pl.DataFrame:

@@ -90,5 +90,11 @@ def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tm
                          or r.tags.get("dagster/from_automation_condition")]
             assert automated, "no run attributed to the automation sensor"
             assert all(e.partition is not None for e in _evaluations(instance, [r.run_id for r in automated]))
+            # the daemon's landing sensor started from what the CLI had reported (its first tick has no cursor):
+            # 01-01's delivery is reported once, 01-04's once, none twice
+            for day in ("2013-01-01", "2013-01-04"):
+                reports = instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=key("landing_schedule"), asset_partitions=[day]), limit=10).records
+                assert len(reports) == 1, (day, len(reports))
     finally:
         stop_process_group(daemon)
