@@ -5,6 +5,7 @@ the plain daily-retrain script on the same days, in one run; and the feature abl
     .venv/bin/python bench/quality.py --from /tmp/year            # score a kept replay again (no new run)
     .venv/bin/python bench/quality.py --ablation --step 6          # each feature group's paired delta
     .venv/bin/python bench/quality.py --from /tmp/year --tuning --step 2   # did the adopted searches help?
+    .venv/bin/python bench/quality.py --recipes --step 6           # a longer window, seeds or windows averaged
 
 The replay is the user's path (`ml-assets land` + `ml-assets backfill --assets all --wait`, as bench/backfill.py
 times it). Scored: every day from --score-start whose `batch_predictions` were made by a champion (the model
@@ -106,15 +107,14 @@ def feature_groups(spec) -> dict[str, list[str]]:
     return {g: cols for g, cols in groups.items() if cols}
 
 
-def ablation(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]:
-    from ml_assets.core import families as FAM
+def feature_table(cache: Path) -> pl.DataFrame:
+    """Every day's features through the one feature path, labelled (cached: the ablation and the recipes)."""
     from ml_assets.core import features as F
     from ml_assets.core import landing as L
     from ml_assets.core.dates import day_range
     from ml_assets.core.spec import load_spec
 
     spec = load_spec()
-    label = spec.label.name
     if not cache.exists():
         tables = L.source_tables(spec)
         refs = {n: tables[r.table].select(list(r.columns)) for n, r in spec.reference.items()}
@@ -123,7 +123,17 @@ def ablation(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]
             f = F.build_features(spec, {**{n: L.source_rows(spec, n, d) for n in spec.schedule_sources}, **refs})
             parts.append(F.attach_label(spec, f, L.source_rows(spec, spec.outcomes_name, d)))
         pl.concat(parts, how="vertical_relaxed").write_parquet(cache)
-    data = pl.read_parquet(cache).filter(pl.col(label).is_not_null())
+    return pl.read_parquet(cache).filter(pl.col(spec.label.name).is_not_null())
+
+
+def ablation(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]:
+    from ml_assets.core import families as FAM
+    from ml_assets.core.dates import day_range
+    from ml_assets.core.spec import load_spec
+
+    spec = load_spec()
+    label = spec.label.name
+    data = feature_table(cache)
     fam = FAM.get("xgboost")
     groups = feature_groups(spec)
     days = day_range(start, end)[::step]
@@ -153,6 +163,53 @@ def ablation(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]
                     "se": round(float(diff.std(ddof=1) / math.sqrt(diff.size)), 4)})
     return [{"group": "(all features)", "auc": round(float(np.mean(list(full.values()))), 4), "days": len(days)},
             *out]
+
+
+def recipes(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]:
+    """Variants of the model recipe on the deployed timeline (trained on the window ending D-3, scored on D),
+    every ``step``-th day, each paired per day with the spec's recipe: a longer window, seeds averaged, and the
+    average of the models of three consecutive windows (as averaging the last three daily champions would)."""
+    from ml_assets.core import families as FAM
+    from ml_assets.core.dates import day_range
+    from ml_assets.core.spec import load_spec
+
+    spec = load_spec()
+    label, fam = spec.label.name, FAM.get("xgboost")
+    data = feature_table(cache)
+    inputs = FAM.ModelInputs(list(spec.features.categorical), list(spec.features.numeric), label, spec.prediction,
+                             spec.monotone_inputs)
+    params = dict(spec.models.get("xgboost", {}))
+
+    def fit(d: dt.date, days: int, seed: int = 0, shift: int = 0):
+        last = d - dt.timedelta(days=3 + shift)
+        window = data.filter((pl.col("date") > last - dt.timedelta(days=days)) & (pl.col("date") <= last))
+        return fam.train(window, window.head(0), inputs, params=params, seed=seed)
+
+    variants = {
+        "recipe (56 days)": lambda d, t: fam.predict(fit(d, 56), t),
+        "84-day window": lambda d, t: fam.predict(fit(d, 84), t),
+        "3 seeds averaged": lambda d, t: np.mean([fam.predict(fit(d, 56, seed=s), t) for s in range(3)], axis=0),
+        "3 consecutive windows averaged": lambda d, t: np.mean([fam.predict(fit(d, 56, shift=k), t)
+                                                                 for k in range(3)], axis=0),
+    }
+    days = [d for d in day_range(start, end)[::step] if d - dt.timedelta(days=87) >= spec.first_day]
+    scores: dict[str, list[float]] = {name: [] for name in variants}
+    for d in days:
+        test = data.filter(pl.col("date") == d)
+        y = test[label].cast(pl.Float64).to_numpy()
+        for name, score in variants.items():
+            scores[name].append(auc(y, score(d, test)))
+        print(f"  {d}: " + ", ".join(f"{n} {v[-1]:.4f}" for n, v in scores.items()), flush=True)
+    base = np.array(scores["recipe (56 days)"])
+    out = [{"variant": "recipe (56 days)", "auc": round(float(base.mean()), 4), "days": len(days)}]
+    for name, values in scores.items():
+        if name != "recipe (56 days)":
+            diff = np.array(values) - base
+            out.append({"variant": name, "auc": round(float(np.mean(values)), 4),
+                        "delta": round(float(diff.mean()), 4),
+                        "se": round(float(diff.std(ddof=1) / math.sqrt(diff.size)), 4),
+                        "days_better": int((diff > 0).sum())})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- tuning
@@ -214,12 +271,14 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true", help="the feature ablation instead of the replay")
     ap.add_argument("--step", type=int, default=6, help="ablation: every N-th day")
     ap.add_argument("--tuning", action="store_true", help="with --from: the adopted searches, out of sample")
+    ap.add_argument("--recipes", action="store_true", help="variants of the model recipe, every --step-th day")
     a = ap.parse_args()
     result: dict = {"bench": "quality", "load_start": B.loadavg()}
     score_start, end = dt.date.fromisoformat(a.score_start), dt.date.fromisoformat(a.end)
-    if a.ablation:
-        cache = Path(tempfile.gettempdir()) / "ml_assets_ablation_features.parquet"
-        result.update(ablation=ablation(a.step, score_start, end, cache), step=a.step)
+    cache = Path(tempfile.gettempdir()) / "ml_assets_ablation_features.parquet"
+    if a.ablation or a.recipes:
+        run = ablation if a.ablation else recipes
+        result.update({run.__name__: run(a.step, score_start, end, cache), "step": a.step})
         result["load_end"] = B.loadavg()
         print(json.dumps(result))
         return

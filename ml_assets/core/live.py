@@ -3,6 +3,11 @@
 Monitoring is judged on rolling windows with intervals, never on one noisy day: the mean of the within-day AUCs
 over the last ``window`` days (with its DeLong-based interval, ``core.stats.rolling_auc``) is compared with the
 mean over the ``reference`` days before that window; a drop is reported only when it is significant.
+
+Significant against what the series does on its own. Rows of one day are not independent draws of one
+population: weather and traffic make whole days easier or harder, so daily AUCs move by ~0.04 on normal data
+while each day's sampling error is ~0.02. A test that knows only the sampling error fired on 10% of normal days;
+both tests below therefore use the larger of the sampling error and the reference days' own day-to-day spread.
 """
 from __future__ import annotations
 
@@ -36,10 +41,11 @@ def day_estimate(joined: pl.DataFrame, label: str, prediction: str) -> dict[str,
 def _mean(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     usable = [r for r in records if not math.isnan(r["auc"]) and not math.isnan(r["variance"])]
     if not usable:
-        return {"days": 0, "mean": math.nan, "se": math.nan}
+        return {"days": 0, "mean": math.nan, "se": math.nan, "sd": math.nan}
     k = len(usable)
-    return {"days": k, "mean": float(np.mean([r["auc"] for r in usable])),
-            "se": math.sqrt(sum(r["variance"] for r in usable)) / k}
+    aucs = [r["auc"] for r in usable]
+    return {"days": k, "mean": float(np.mean(aucs)), "se": math.sqrt(sum(r["variance"] for r in usable)) / k,
+            "sd": float(np.std(aucs, ddof=1)) if k > 1 else math.nan}
 
 
 def rolling(days: Sequence[Mapping[str, Any]], window: int, z: float = 1.96) -> list[dict[str, Any]]:
@@ -56,7 +62,10 @@ def drop_test(days: Sequence[Mapping[str, Any]], window: int, reference: int, al
               min_window_days: int = 3, min_reference_days: int = 7) -> dict[str, Any]:
     """The last ``window`` days' mean AUC against the ``reference`` days before them (oldest first in ``days``).
 
-    ``evaluated`` is False when there are too few days to judge (the start of the feed): not a pass, not a fail."""
+    The standard error of the difference is the larger of the within-day (DeLong) one and the one implied by the
+    reference days' spread of daily AUCs (which holds sampling noise and real day effects), with a t
+    distribution on the reference's degrees of freedom. ``evaluated`` is False when there are too few days to
+    judge (the start of the feed): not a pass, not a fail."""
     recent = _mean(days[-window:])
     base = _mean(days[-(window + reference):-window]) if len(days) > window else _mean([])
     result = {"window": recent, "reference": base, "alpha": alpha}
@@ -64,24 +73,48 @@ def drop_test(days: Sequence[Mapping[str, Any]], window: int, reference: int, al
         return {**result, "evaluated": False, "passed": None,
                 "reason": f"{recent['days']} day(s) in the window and {base['days']} in the reference: too few"}
     diff = recent["mean"] - base["mean"]
-    se = math.sqrt(recent["se"] ** 2 + base["se"] ** 2)
-    z = diff / se if se > 0 else 0.0
-    p = float(stats._norm().cdf(z))
+    sampling = math.sqrt(recent["se"] ** 2 + base["se"] ** 2)
+    spread = base["sd"] * math.sqrt(1 / recent["days"] + 1 / base["days"])
+    se = max(sampling, spread)
+    t = diff / se if se > 0 else 0.0
+    from scipy.stats import t as student
+
+    p = float(student.cdf(t, df=base["days"] - 1))
     passed = p >= alpha
-    return {**result, "evaluated": True, "passed": passed, "drop": -diff, "z": z, "p_value": p,
+    return {**result, "evaluated": True, "passed": passed, "drop": -diff, "se": se, "day_to_day_sd": base["sd"],
+            "t": t, "p_value": p,
             "reason": (f"rolling {window}-day AUC {recent['mean']:.3f} vs {base['mean']:.3f} over the "
-                       f"{base['days']} days before (drop {-diff:+.3f}, one-sided p={p:.2g})")}
+                       f"{base['days']} days before (drop {-diff:+.3f} ± {se:.3f}, one-sided p={p:.2g})")}
 
 
-def label_balance(positives: int, n: int, reference_positives: int, reference_n: int, band: float,
+def label_balance(positives: int, n: int, reference: Sequence[tuple[int, int]], band: float,
                   alpha: float = 0.01) -> dict[str, Any]:
-    """Warn when the day's positive share moved by ``band`` or more (inclusive) and the move is significant."""
-    test = stats.two_proportion_test(positives, n, reference_positives, reference_n)
-    shift = test["difference"]
+    """Warn when the day's positive share moved by ``band`` or more (inclusive) from the trailing days' pooled
+    share and the move is significant, judged against binomial noise plus the trailing days' own day-to-day
+    spread of shares (a stormy day is late more often; a broken label feed is beyond that).
+
+    ``reference`` holds (positives, rows) of each trailing day."""
+    ref_pos, ref_n = sum(p for p, _ in reference), sum(m for _, m in reference)
+    test = stats.two_proportion_test(positives, n, ref_pos, ref_n)
+    share, ref_share, shift = test["p_a"], test["p_b"], test["difference"]
+    between = _between_day_share_variance(reference)
+    se = math.sqrt(ref_share * (1 - ref_share) * (1 / max(n, 1) + 1 / max(ref_n, 1)) + between)
+    z = shift / se if se > 0 else 0.0
+    p_value = float(2 * stats._norm().sf(abs(z)))
     big = abs(shift) >= band - 1e-9  # inclusive: 0.5 -> 0.7 (0.19999... in floats) is a move of 0.2
-    passed = not (big and test["p_value"] < alpha)
-    return {"passed": passed, "share": test["p_a"], "reference_share": test["p_b"], "shift": shift, "band": band,
-            "p_value": test["p_value"], "ci": test["ci"]}
+    passed = not (big and p_value < alpha)
+    return {"passed": passed, "share": share, "reference_share": ref_share, "shift": shift, "band": band,
+            "day_to_day_sd": math.sqrt(between), "p_value": p_value, "ci": [shift - 1.96 * se, shift + 1.96 * se]}
+
+
+def _between_day_share_variance(reference: Sequence[tuple[int, int]]) -> float:
+    """The spread of daily shares beyond binomial noise (a method-of-moments random effect; 0 below 3 days)."""
+    days = [(p / m, m) for p, m in reference if m > 0]
+    if len(days) < 3:
+        return 0.0
+    shares = np.array([s for s, _ in days])
+    sampling = np.mean([s * (1 - s) / m for s, m in days])
+    return float(max(0.0, shares.var(ddof=1) - sampling))
 
 
 def _cast(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:

@@ -88,19 +88,60 @@ def test_rolling_means_have_intervals():
     assert (rows[4]["high"] - rows[4]["low"]) < (rows[0]["high"] - rows[0]["low"])  # more days: narrower
 
 
+FIFTY_FIFTY = [(500, 1000)] * 10
+
+
 def test_label_balance_warns_on_a_large_significant_shift():
-    moved = live.label_balance(700, 1000, 5000, 10000, band=0.1)  # 50/50 -> 70/30
+    moved = live.label_balance(700, 1000, FIFTY_FIFTY, band=0.1)  # 50/50 -> 70/30
     assert not moved["passed"] and moved["shift"] == pytest.approx(0.2) and moved["p_value"] < 0.01
     assert moved["share"] == 0.7 and moved["reference_share"] == 0.5
     assert moved["ci"][0] < 0.2 < moved["ci"][1]
-    assert live.label_balance(510, 1000, 5000, 10000, band=0.1)["passed"]  # small shift
-    assert live.label_balance(7, 10, 5, 10, band=0.1)["passed"]  # large but not significant on 10 rows
+    assert live.label_balance(510, 1000, FIFTY_FIFTY, band=0.1)["passed"]  # small shift
+    assert live.label_balance(7, 10, [(5, 10)], band=0.1)["passed"]  # large but not significant on 10 rows
 
 
 def test_the_label_balance_band_is_inclusive():
     # 0.5 -> 0.7 is 0.19999... in floats: a move of exactly the band still warns
-    assert not live.label_balance(700, 1000, 5000, 10000, band=0.2)["passed"]
-    assert live.label_balance(700, 1000, 5000, 10000, band=0.2 + 1e-6)["passed"]
+    assert not live.label_balance(700, 1000, FIFTY_FIFTY, band=0.2)["passed"]
+    assert live.label_balance(700, 1000, FIFTY_FIFTY, band=0.2 + 1e-6)["passed"]
+
+
+def test_label_balance_knows_the_days_own_spread():
+    """Real late rates move from 10% to 45% between calm and stormy days: a stormy day is not a broken feed,
+    a share beyond anything the trailing days do is. (With binomial noise alone both warned.)"""
+    rng = np.random.default_rng(3)
+    shares = np.clip(rng.normal(0.22, 0.1, 28), 0.05, 0.6)
+    trailing = [(int(round(s * 900)), 900) for s in shares]
+    stormy = live.label_balance(420, 900, trailing, band=0.2)  # 0.47 against ~0.22
+    assert stormy["shift"] > 0.2 and stormy["passed"], stormy
+    assert stormy["day_to_day_sd"] > 0.05
+    broken = live.label_balance(900, 900, trailing, band=0.2)  # every flight late: the label feed is wrong
+    assert not broken["passed"], broken
+
+
+def _series(rng, days: int, day_sd: float, auc: float = 0.68, within_se: float = 0.02) -> list[dict]:
+    return [{"day": str(k), "auc": auc + rng.normal(0, day_sd), "variance": within_se ** 2} for k in range(days)]
+
+
+def test_live_auc_drop_rarely_fires_on_normal_days_with_real_day_effects():
+    """Daily AUCs that move by 0.04 from day to day (weather) with a within-day error of 0.02: on 300 normal
+    35-day series the 1% test fires on few (a test on row noise alone: 13%); a sustained drop of 0.08 for a week
+    is found nearly always."""
+    rng = np.random.default_rng(7)
+    normal = [live.drop_test(_series(rng, 35, 0.04), window=7, reference=28) for _ in range(300)]
+    assert all(r["evaluated"] for r in normal)
+    false_alarms = sum(not r["passed"] for r in normal) / len(normal)
+    assert false_alarms <= 0.03, false_alarms
+    dropped = []
+    for _ in range(100):
+        series = _series(rng, 35, 0.04)
+        for r in series[-7:]:
+            r["auc"] -= 0.08
+        dropped.append(live.drop_test(series, window=7, reference=28))
+    assert sum(not r["passed"] for r in dropped) / len(dropped) >= 0.9
+    one_bad_day = _series(rng, 35, 0.0)
+    one_bad_day[-1]["auc"] -= 0.05
+    assert live.drop_test(one_bad_day, window=7, reference=28)["passed"]
 
 
 def test_serving_skew_counts_rows_whose_inputs_differ():

@@ -188,3 +188,41 @@ def test_a_live_drop_asks_for_a_retrain_that_can_differ_then_alerts_once(tmp_pat
             .read_text().splitlines()]
     assert [a["kind"] for a in sent] == ["retrain_exhausted"]  # once, not every tick
     del alerts
+
+
+def test_a_check_failing_day_after_day_is_one_alert_per_episode(tmp_path, monkeypatch):
+    """Days 1-3 fail, day 4 passes, day 5 fails: two alerts (days 1 and 5), not four; each day's failure is
+    still recorded on its partition. (Before, the sensor sent one alert per failed evaluation.)"""
+    _env(tmp_path, monkeypatch)
+    from ml_assets.definitions import build_definitions
+    from ml_assets.resources.storage import StorageRoot
+
+    from ml_assets.defs.days import day_check_spec
+
+    failing = {"2013-01-01", "2013-01-02", "2013-01-03", "2013-01-05"}
+    days = dg.DailyPartitionsDefinition("2013-01-01", end_date="2013-01-06")
+
+    @dg.asset(key=key("toy"), partitions_def=days,
+              check_specs=[day_check_spec("steady", asset=key("toy"), partitions_def=days)])
+    def toy(context):
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
+            check_name="steady", passed=context.partition_key not in failing, severity=dg.AssetCheckSeverity.WARN)])
+
+    defs = build_definitions()
+    sensor = next(s for s in defs.sensors if s.name == "flights_check_failure_alert")
+    storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        def tick(cursor):
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                               resources={"storage": storage}, definitions=defs))
+
+        cursor = tick(None).cursor
+        for day in ("2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04", "2013-01-05"):
+            assert dg.materialize([toy], instance=instance, partition_key=day).success
+            cursor = tick(cursor).cursor
+        failed_days = {r.partition for r in instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(key("toy"), "steady"), limit=10) if r.status.value == "FAILED"}
+    assert failed_days == failing
+    sent = [json.loads(line) for line in (make_path(os.environ["ML_ASSETS_HOME"]) / "alerts" / "alerts.jsonl")
+            .read_text().splitlines()]
+    assert [(a["check"], a["partition"]) for a in sent] == [("steady", "2013-01-01"), ("steady", "2013-01-05")]

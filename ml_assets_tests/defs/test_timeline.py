@@ -10,7 +10,7 @@ import pytest
 
 from ml_assets import cli
 
-DAYS = 14
+DAYS = 10
 
 
 @pytest.fixture(scope="module")

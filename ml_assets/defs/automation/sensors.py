@@ -9,20 +9,25 @@
 ``retrain_on_degradation`` a significant live AUC drop or feature drift asks for a model that can differ: a
                         shorter window, then a tuned one; when neither helps, one clear alert and no loop.
 ``run_failure_alert``   any failed run of this code location -> one alert.
-``check_failure_alert`` every failed check evaluation of a finished run -> one alert: error for a refusing check,
-                        warning for a warning check, info for a refused promotion (the system working).
+``check_failure_alert`` a check that starts failing -> one alert: error for a refusing check, warning for a warning
+                        check, info for a refused promotion (the system working). A check that failed on the
+                        day before too is the same episode, already alerted: its day shows the failure in the
+                        UI and the log, but nobody is paged again every day until it recovers.
 Alerts go to ``<root>/alerts/`` and to ``$ML_ASSETS_ALERT_WEBHOOK`` (see ``ml_assets.core.alerts``).
 """
 
 import datetime as dt
 import json
+from collections.abc import Callable
 
 import dagster as dg
 
 from ml_assets.core import alerts
 from ml_assets.core import landing as L
+from ml_assets.core.dates import parse_day
 from ml_assets.core.versioning import bytes_hash
 from ml_assets.defs.blueprint import Blueprint
+from ml_assets.ops import check_history
 from ml_assets.resources.storage import StorageRoot
 
 SENSOR_TAG = "ml_assets/trigger"
@@ -162,6 +167,15 @@ def check_evaluation_to_alert(evaluation: dg.AssetCheckEvaluation, decision_chec
                                     if isinstance(v, (str, int, float, bool)) or v is None}})
 
 
+def continues_episode(evaluation: dg.AssetCheckEvaluation,
+                      failed_on: Callable[[dg.AssetCheckKey, str], bool]) -> bool:
+    """Whether this failure only continues one already alerted: the same check failed on the previous day."""
+    if not evaluation.partition:
+        return False
+    before = (parse_day(evaluation.partition) - dt.timedelta(days=1)).isoformat()
+    return failed_on(evaluation.asset_check_key, before)
+
+
 def _latest_finish_id(instance: dg.DagsterInstance) -> int:
     latest = -1
     for event_type in FINISHED:
@@ -185,6 +199,17 @@ def finished_runs_after(instance: dg.DagsterInstance, after: int, limit: int) ->
     return [r for r in records if bound is None or r.storage_id <= bound]
 
 
+def _run_check_alerts(instance: dg.DagsterInstance, run_id: str, decision_checks: set, failed_on):
+    """An alert for each failed check evaluation of the run that opens an episode; None for one that continues."""
+    run = instance.get_run_by_id(run_id)
+    for check in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
+        evaluation = check.event_log_entry.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        yield None if continues_episode(evaluation, failed_on) else check_evaluation_to_alert(
+            evaluation, decision_checks, run_id, run.job_name if run else None, check.event_log_entry.timestamp)
+
+
 def alert_sensors(bp: Blueprint) -> list:
     decision_checks = {dg.AssetCheckKey(bp.key("champion"), "promotion")}
 
@@ -196,8 +221,9 @@ def alert_sensors(bp: Blueprint) -> list:
 
     @dg.sensor(name=f"{bp.spec.name}_check_failure_alert", minimum_interval_seconds=bp.sensor_interval,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Every failed check evaluation of every finished run -> an alert (error: refusing checks, "
-                           "warning: warning checks, info: a refused promotion).")
+               description="A check that starts failing -> one alert (error: refusing checks, warning: warning "
+                           "checks, info: a refused promotion); the days after, while it keeps failing, are the "
+                           "same episode and page nobody again.")
     def check_failure_alert(context: dg.SensorEvaluationContext, storage: StorageRoot):
         # Reads run-finished events, then each run's own ASSET_CHECK_EVALUATION events: a cross-run query of check
         # evaluations with an integer storage-id cursor is refused by the default run-sharded SQLite event log.
@@ -210,19 +236,18 @@ def alert_sensors(bp: Blueprint) -> list:
         if not finished:
             return dg.SensorResult(skip_reason=dg.SkipReason("no run finished since the last tick"),
                                    cursor=context.cursor)
-        sent = 0
+        sent, continuing = 0, 0
+        failed_on = check_history.failed_on(instance)
         for record in finished:
-            run_id = record.event_log_entry.run_id
-            run = instance.get_run_by_id(run_id)
-            for check in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
-                evaluation = check.event_log_entry.dagster_event.event_specific_data
-                if not evaluation.passed:
-                    _deliver(context, storage, check_evaluation_to_alert(
-                        evaluation, decision_checks, run_id, run.job_name if run else None,
-                        check.event_log_entry.timestamp))
+            for alert in _run_check_alerts(instance, record.event_log_entry.run_id, decision_checks, failed_on):
+                if alert is None:
+                    continuing += 1
+                else:
+                    _deliver(context, storage, alert)
                     sent += 1
         cursor = json.dumps({"after": finished[-1].storage_id})
-        summary = f"{len(finished)} finished run(s) read, {sent} failed check(s) alerted"
+        summary = (f"{len(finished)} finished run(s) read, {sent} failed check(s) alerted, {continuing} continuing an "
+                   "episode already alerted")
         return dg.SensorResult(cursor=cursor) if sent else dg.SensorResult(skip_reason=dg.SkipReason(summary),
                                                                             cursor=cursor)
 

@@ -47,11 +47,40 @@ def _row_count_check(count: int, trailing: list[int], tolerance: float) -> dg.As
                   "relative_deviation": float(deviation), "tolerance": tolerance})
 
 
+def _profile_day(spec, day: str, features: Days, quality: DataQualitySettings, plots: bool) -> DayResult:
+    """Day D's statistics and drift against the stored trailing days; checks only with a reference."""
+    numeric, categorical = [*spec.features.numeric, *spec.history_columns], spec.features.categorical
+    thresholds = {"linf": quality.categorical_drift_max, "jensen_shannon": quality.numeric_drift_max}
+    current = features[day]
+    start = (parse_day(day) - dt.timedelta(days=TRAILING_DAYS)).isoformat()
+    trailing = features.usable([k for k in features if start <= k < day])
+    reference = pl.concat(list(trailing.values()), how="vertical_relaxed") if trailing else current.head(0)
+    drift = P.drift(current, reference, numeric, categorical)
+    stats = P.numeric_stats(current, numeric)
+    profile = (pl.concat([stats.with_columns(kind=pl.lit("numeric")),
+                          P.categorical_stats(current, categorical).with_columns(kind=pl.lit("categorical"))],
+                         how="diagonal_relaxed")
+               .join(drift.select("column", drift_metric="metric", drift=pl.col("value")), on="column", how="left")
+               .with_columns(date=pl.lit(parse_day(day))))
+    metadata = {"dagster/row_count": profile.height, "rows_profiled": current.height,
+                "reference_days": len(trailing), "numeric_statistics": table(stats, 80),
+                "drift": table(drift.sort("value", descending=True, nulls_last=True), 80)}
+    if plots:
+        from ml_assets.core.plots import distributions, drift_bars  # matplotlib: not at definitions load
+
+        metadata["drift_plot"] = png(drift_bars(drift, thresholds, f"Feature drift {day} vs {len(trailing)} "
+                                                f"trailing days"), "drift")
+        metadata["distributions"] = png(distributions(current, reference, numeric[:12]), "distributions")
+    if not trailing:  # without a reference window there is nothing to compare: not evaluated
+        return DayResult(profile, {**metadata, "drift_status": "no reference: no trailing day stored yet"}, [])
+    return DayResult(profile, metadata, [
+        _drift_check(drift, spec.features.drift_quiet, thresholds),
+        _row_count_check(current.height, [f.height for f in trailing.values()], quality.row_count_tolerance)])
+
+
 def build(bp: Blueprint) -> list:
     spec = bp.spec
     key = bp.key("data_profile")
-    numeric = [*spec.features.numeric, *spec.history_columns]
-    categorical = spec.features.categorical
     kw = {"asset": key, "partitions_def": bp.partitions}
 
     @dg.asset(key=key, partitions_def=bp.partitions, group_name=DATA, kinds={"polars"}, code_version="profile-v2",
@@ -64,42 +93,12 @@ def build(bp: Blueprint) -> list:
               description=f"Per-day statistics of the features (counts, nulls, quantiles, category shares) and their "
                           f"drift against the trailing {TRAILING_DAYS} days, known the evening before.")
     def data_profile(context: dg.AssetExecutionContext, features: Days, data_quality: DataQualitySettings):
-        from ml_assets.core.plots import distributions, drift_bars  # matplotlib: not at definitions load
-
-        thresholds = {"linf": data_quality.categorical_drift_max, "jensen_shannon": data_quality.numeric_drift_max}
         results = {}
-        last = context.partition_keys[-1]
         for day in context.partition_keys:
             refused = refused_upstream(day, features=features)
-            if refused:
-                results[day] = DayResult(refused)
-                continue
-            current = features[day]
-            start = (parse_day(day) - dt.timedelta(days=TRAILING_DAYS)).isoformat()
-            trailing = features.usable([k for k in features if start <= k < day])
-            reference = pl.concat(list(trailing.values()), how="vertical_relaxed") if trailing else current.head(0)
-            drift = P.drift(current, reference, numeric, categorical)
-            stats = P.numeric_stats(current, numeric)
-            profile = (pl.concat([stats.with_columns(kind=pl.lit("numeric")),
-                                  P.categorical_stats(current, categorical).with_columns(kind=pl.lit("categorical"))],
-                                 how="diagonal_relaxed")
-                       .join(drift.select("column", drift_metric="metric", drift=pl.col("value")), on="column",
-                             how="left").with_columns(date=pl.lit(parse_day(day))))
-            metadata = {"dagster/row_count": profile.height, "rows_profiled": current.height,
-                        "reference_days": len(trailing), "numeric_statistics": table(stats, 80),
-                        "drift": table(drift.sort("value", descending=True, nulls_last=True), 80)}
-            if day == last:  # plots for the newest day of a step: a year's backfill need not draw 365 of each
-                metadata["drift_plot"] = png(drift_bars(drift, thresholds, f"Feature drift {day} vs {len(trailing)} "
-                                                        f"trailing days"), "drift")
-                metadata["distributions"] = png(distributions(current, reference, numeric[:12]), "distributions")
-            checks = []
-            if trailing:  # without a reference window there is nothing to compare: not evaluated
-                checks = [_drift_check(drift, spec.features.drift_quiet, thresholds),
-                          _row_count_check(current.height, [f.height for f in trailing.values()],
-                                           data_quality.row_count_tolerance)]
-            else:
-                metadata["drift_status"] = "no reference: no trailing day stored yet"
-            results[day] = DayResult(profile, metadata, checks)
+            # plots for the newest day of a step only: a year's backfill need not draw 365 of each
+            results[day] = DayResult(refused) if refused else _profile_day(
+                spec, day, features, data_quality, plots=day == context.partition_keys[-1])
         yield from emit_days(context, results)
 
     return [data_profile]

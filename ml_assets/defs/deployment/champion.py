@@ -157,7 +157,7 @@ def build(bp: Blueprint) -> list:
     kw = {"asset": key, "partitions_def": bp.partitions}
 
     @dg.asset(key=key, partitions_def=bp.partitions, group_name=DEPLOYMENT, kinds={"mlflow"},
-              io_manager_key="json_io_manager", code_version="champion-v2", owners=list(bp.owners),
+              io_manager_key="json_io_manager", code_version="champion-v3", owners=list(bp.owners),
               pool=f"{bp.spec.name}_champion",  # one decider at a time (dagster.yaml: pools default_limit 1)
               ins={"previous": dg.AssetIn(key, partition_mapping=window(-1, -1)),
                    "bundle": dg.AssetIn(bp.key("deployment_bundle"), input_manager_key="json_io_manager"),
@@ -169,7 +169,7 @@ def build(bp: Blueprint) -> list:
                                           f"{MAX_LAG_DAYS} day before the newest possible (warns)", **kw)],
               backfill_policy=dg.BackfillPolicy.single_run(), tags=bp.tags(layer="deployment"),
               description="Who serves after day D's decision: the day's candidate if it is not significantly worse "
-                          "than the champion (and the best recent champions, and its family's track record, and "
+                          "than the champion (below it, than any recent champion; its family's track record; "
                           "every large slice), else the champion stays. A chain over the days.")
     def champion(context: dg.AssetExecutionContext, previous: Days, bundle: Days, evaluation: Days, labelled: Days,
                  config: ChampionConfig, storage: StorageRoot, mlflow: MLflowTracking,

@@ -1,8 +1,9 @@
 """live_performance: day D's predictions (batch, online, shadow) joined with D's outcomes when they land.
 
 Judged as a daily series: ``live_auc_drop`` warns when the rolling 7-day live AUC of the batch predictions is
-significantly below the 28 days before it (one noisy day never fires it); ``label_balance`` when the day's
-positive share moved by the band or more against the trailing 28 days, significantly; ``serving_skew`` when the
+significantly below the 28 days before it, judged against the series' own day-to-day spread (one noisy day never
+fires it); ``label_balance`` when the day's positive share moved by the band or more against the trailing 28
+days, beyond what those days' own spread allows (a stormy day is late more often); ``serving_skew`` when the
 server's logged feature rows differ from the stored features of the same events.
 """
 
@@ -22,7 +23,8 @@ from ml_assets.resources.storage import StorageRoot
 
 
 class MonitoringSettings(dg.ConfigurableResource):
-    alpha: float = Field(0.01, description="one-sided significance of a live AUC drop")
+    alpha: float = Field(0.01, description="one-sided significance of a live AUC drop (Feb-Jun 2013: fires on 2% "
+                                           "of normal days at 1%, 7% at 5%)")
     label_band: float = Field(0.2, description="a move of the positive share by this much (inclusive) warns")
     skew_max_share: float = Field(0.01, description="share of logged rows allowed to differ from the stored ones")
 
@@ -40,7 +42,8 @@ def _series(bp: Blueprint, predictions: Days, labelled: Days, days: list[str]) -
     return out
 
 
-def _online(bp: Blueprint, root, day: str, labelled: pl.DataFrame) -> tuple[dict, list[dg.AssetCheckResult], dict]:
+def _online(bp: Blueprint, root, day: str, labelled: pl.DataFrame, skew_max_share: float
+            ) -> tuple[dict, list[dg.AssetCheckResult], dict]:
     spec = bp.spec
     key, label, prediction = spec.features.key, spec.label.name, spec.prediction
     dtypes = feature_dtypes(spec)
@@ -59,7 +62,7 @@ def _online(bp: Blueprint, root, day: str, labelled: pl.DataFrame) -> tuple[dict
         skew = live.skew(LOG.logged_features(lines), labelled, key, spec.model_inputs)
         about["serving_skew"] = dg.MetadataValue.json(skew)
         checks.append(dg.AssetCheckResult(
-            check_name="serving_skew", passed=skew["rows"] > 0 and skew["share"] <= 0.01,
+            check_name="serving_skew", passed=skew["rows"] > 0 and skew["share"] <= skew_max_share,
             severity=dg.AssetCheckSeverity.WARN, metadata={"rows": skew["rows"], "differing_rows": skew["differing_rows"],
                                                            "share": skew["share"]}))
         if shadow.height >= 20 and shadow[label].n_unique() == 2:
@@ -78,21 +81,76 @@ def _label_delay(context, bp: Blueprint, day: str) -> dict:
     return {"label_delay_hours": hours.value} if hours is not None else {}
 
 
+def _drop_check(drop: dict) -> list[dg.AssetCheckResult]:
+    if not drop["evaluated"]:  # the start of the feed: nothing to compare with, not a failure
+        return []
+    return [dg.AssetCheckResult(
+        check_name="live_auc_drop", passed=drop["passed"], severity=dg.AssetCheckSeverity.WARN,
+        description=drop["reason"], metadata=numbers({k: drop[k] for k in ("drop", "se", "day_to_day_sd", "p_value")}
+                                                     | {"window_auc": drop["window"]["mean"],
+                                                        "reference_auc": drop["reference"]["mean"]}))]
+
+
+def _balance_check(bp: Blueprint, labelled: Days, day: str, band: float) -> list[dg.AssetCheckResult]:
+    label = bp.spec.label.name
+    trailing = labelled.usable([d for d in labelled if d < day][-bp.reference_window:])
+    today = labelled[day][label].drop_nulls()
+    if not trailing or not today.len():
+        return []
+    reference = [(int(f[label].drop_nulls().sum()), f[label].drop_nulls().len()) for f in trailing.values()]
+    balance = live.label_balance(int(today.sum()), today.len(), reference, band)
+    return [dg.AssetCheckResult(check_name="label_balance", passed=balance["passed"],
+                                severity=dg.AssetCheckSeverity.WARN,
+                                metadata=numbers({k: v for k, v in balance.items() if k != "ci"}))]
+
+
+def _trend(series: list[dict], window_days: int):
+    from ml_assets.core.plots import daily_series  # matplotlib: not at definitions load
+
+    rolled = live.rolling(series, window_days)
+    return png(daily_series([dt.date.fromisoformat(r["day"]) for r in rolled], [r["auc"] for r in rolled],
+                            f"live AUC (batch) with the rolling {window_days}-day mean and its 95% interval",
+                            "ROC-AUC", band=[(r["mean"], r["low"], r["high"]) for r in rolled]), "live AUC trend")
+
+
+def _day(context, bp: Blueprint, day: str, predictions: Days, labelled: Days, root, monitoring: MonitoringSettings,
+         trend: bool) -> DayResult:
+    """Day D's live rows (batch and online), its rolling series and its three checks."""
+    start = (dt.date.fromisoformat(day) - dt.timedelta(days=bp.monitoring_window + bp.reference_window - 1))
+    series = _series(bp, predictions, labelled, [d for d in sorted(set(predictions) | set(labelled))
+                                                 if start.isoformat() <= d <= day])
+    today = series[-1]
+    drop = live.drop_test(series, bp.monitoring_window, bp.reference_window, monitoring.alpha)
+    online, checks, about = _online(bp, root, day, labelled[day], monitoring.skew_max_share)
+    rows = [{"date": day, "source": "batch", **{k: today.get(k) for k in ("rows", "auc", "positive_share")},
+             "rolling_auc": drop["window"]["mean"], "rolling_days": drop["window"]["days"]}]
+    rows += [{"date": day, "source": s, **{k: v.get(k) for k in ("rows", "auc", "positive_share")}}
+             for s, v in online.items() if "auc" in v]
+    frame = pl.DataFrame(rows, strict=False).with_columns(pl.col("date").str.to_date())
+    checks += _drop_check(drop) + _balance_check(bp, labelled, day, monitoring.label_band)
+    metadata = {"dagster/row_count": frame.height, "live_auc": table(frame), **_label_delay(context, bp, day),
+                **numbers({"batch_auc": today["auc"], "rolling_auc": drop["window"]["mean"],
+                           "rolling_se": drop["window"]["se"]}), **about}
+    if trend and len(series) > 1:
+        metadata["trend"] = _trend(series, bp.monitoring_window)
+    return DayResult(frame, metadata, checks)
+
+
 def build(bp: Blueprint) -> list:
-    spec = bp.spec
     key = bp.key("live_performance")
     span = bp.monitoring_window + bp.reference_window
     kw = {"asset": key, "partitions_def": bp.partitions}
 
     @dg.asset(key=key, partitions_def=bp.partitions, group_name=MONITORING, kinds={"polars"},
-              code_version="live-v2", owners=list(bp.owners), tags=bp.tags(layer="monitoring"),
+              code_version="live-v3", owners=list(bp.owners), tags=bp.tags(layer="monitoring"),
               ins={"predictions": dg.AssetIn(bp.key("batch_predictions"), partition_mapping=window(-(span - 1), 0)),
                    "labelled": dg.AssetIn(bp.key("labelled_features"), partition_mapping=window(-(span - 1), 0))},
               check_specs=[
                   day_check_spec("live_auc_drop", description=f"rolling {bp.monitoring_window}-day live AUC not "
                                  f"significantly below the {bp.reference_window} days before (warns)", **kw),
                   day_check_spec("label_balance", description="the positive share did not move by the band or more "
-                                 f"against the trailing {bp.reference_window} days (warns)", **kw),
+                                 f"against the trailing {bp.reference_window} days, beyond their own day-to-day "
+                                 "spread (warns)", **kw),
                   day_check_spec("serving_skew", description="the server's logged features equal the stored "
                                  "features of the same events (warns; evaluated when the server answered)", **kw)],
               backfill_policy=dg.BackfillPolicy.single_run(),
@@ -101,50 +159,12 @@ def build(bp: Blueprint) -> list:
                           f"{bp.monitoring_window}-day series, label balance, serving skew.")
     def live_performance(context: dg.AssetExecutionContext, predictions: Days, labelled: Days, storage: StorageRoot,
                          monitoring: MonitoringSettings):
-        from ml_assets.core.plots import daily_series
-
-        root, label, results = storage.path(), spec.label.name, {}
-        last = context.partition_keys[-1]
+        results = {}
         for day in context.partition_keys:
             refused = refused_upstream(day, batch_predictions=predictions, labelled=labelled)
-            if refused:
-                results[day] = DayResult(refused)
-                continue
-            start = (dt.date.fromisoformat(day) - dt.timedelta(days=span - 1)).isoformat()
-            series = _series(bp, predictions, labelled, [d for d in sorted(set(predictions) | set(labelled))
-                                                         if start <= d <= day])
-            today = series[-1]
-            drop = live.drop_test(series, bp.monitoring_window, bp.reference_window, monitoring.alpha)
-            online, checks, about = _online(bp, root, day, labelled[day])
-            rows = [{"date": day, "source": "batch", **{k: today.get(k) for k in ("rows", "auc", "positive_share")},
-                     "rolling_auc": drop["window"]["mean"], "rolling_days": drop["window"]["days"]}]
-            rows += [{"date": day, "source": s, **{k: v.get(k) for k in ("rows", "auc", "positive_share")}}
-                     for s, v in online.items() if "auc" in v]
-            frame = pl.DataFrame(rows, strict=False).with_columns(pl.col("date").str.to_date())
-            if drop["evaluated"]:
-                checks.append(dg.AssetCheckResult(
-                    check_name="live_auc_drop", passed=drop["passed"], severity=dg.AssetCheckSeverity.WARN,
-                    description=drop["reason"], metadata=numbers({"window_auc": drop["window"]["mean"],
-                                                                   "reference_auc": drop["reference"]["mean"],
-                                                                   "drop": drop["drop"], "p_value": drop["p_value"]})))
-            trailing = labelled.usable([d for d in labelled if d < day][-bp.reference_window:])
-            lab = labelled[day][label].drop_nulls()
-            if trailing and lab.len():
-                ref = pl.concat([f[label].drop_nulls() for f in trailing.values()])
-                balance = live.label_balance(int(lab.sum()), lab.len(), int(ref.sum()), ref.len(), monitoring.label_band)
-                checks.append(dg.AssetCheckResult(check_name="label_balance", passed=balance["passed"],
-                                                  severity=dg.AssetCheckSeverity.WARN,
-                                                  metadata=numbers({k: v for k, v in balance.items() if k != "ci"})))
-            metadata = {"dagster/row_count": frame.height, "live_auc": table(frame), **_label_delay(context, bp, day),
-                        **numbers({"batch_auc": today["auc"], "rolling_auc": drop["window"]["mean"],
-                                   "rolling_se": drop["window"]["se"]}), **about}
-            if day == last and len(series) > 1:
-                rolled = live.rolling(series, bp.monitoring_window)
-                metadata["trend"] = png(daily_series(
-                    [dt.date.fromisoformat(r["day"]) for r in rolled], [r["auc"] for r in rolled],
-                    f"live AUC (batch) with the rolling {bp.monitoring_window}-day mean and its 95% interval",
-                    "ROC-AUC", band=[(r["mean"], r["low"], r["high"]) for r in rolled]), "live AUC trend")
-            results[day] = DayResult(frame, metadata, checks)
+            results[day] = DayResult(refused) if refused else _day(
+                context, bp, day, predictions, labelled, storage.path(), monitoring,
+                trend=day == context.partition_keys[-1])
         yield from emit_days(context, results)
 
     return [live_performance]
