@@ -107,7 +107,7 @@ def _row(check: str, passed: bool, rule: str, against: str = "", **numbers: Any)
 
 def _paired_row(check: str, against: str, y: np.ndarray, p_candidate: np.ndarray, p_reference: np.ndarray,
                 alpha: float, day_spread: float = 0.0) -> dict[str, Any]:
-    d = stats.paired_auc_difference(y, p_candidate, p_reference, confidence=1 - 2 * alpha)
+    d = stats.paired_auc_difference(y, p_candidate, p_reference)
     se, p_worse = _with_day_spread(d.delta, d.se, day_spread)
     passed = math.isnan(p_worse) or p_worse >= alpha
     half = float(stats._norm().ppf(1 - alpha)) * se

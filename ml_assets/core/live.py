@@ -95,10 +95,12 @@ def label_balance(positives: int, n: int, reference: Sequence[tuple[int, int]], 
 
     ``reference`` holds (positives, rows) of each trailing day."""
     ref_pos, ref_n = sum(p for p, _ in reference), sum(m for _, m in reference)
-    test = stats.two_proportion_test(positives, n, ref_pos, ref_n)
-    share, ref_share, shift = test["p_a"], test["p_b"], test["difference"]
+    if n <= 0 or ref_n <= 0:
+        raise ValueError(f"label_balance needs rows on the day and in the reference, got {n} and {ref_n}")
+    share, ref_share = positives / n, ref_pos / ref_n
+    shift = share - ref_share
     between = _between_day_share_variance(reference)
-    se = math.sqrt(ref_share * (1 - ref_share) * (1 / max(n, 1) + 1 / max(ref_n, 1)) + between)
+    se = math.sqrt(ref_share * (1 - ref_share) * (1 / n + 1 / ref_n) + between)
     z = shift / se if se > 0 else 0.0
     p_value = float(2 * stats._norm().sf(abs(z)))
     big = abs(shift) >= band - 1e-9  # inclusive: 0.5 -> 0.7 (0.19999... in floats) is a move of 0.2

@@ -36,6 +36,18 @@ def _env(tmp, mp):
     return make_path(str(tmp / "home"))
 
 
+def _ticker(name: str, instance: dg.DagsterInstance):
+    """One evaluation of the named sensor of the definitions, as the daemon would run it: tick(cursor)."""
+    from ml_assets.definitions import build_definitions
+    from ml_assets.resources.storage import StorageRoot
+
+    defs = build_definitions()
+    sensor = next(s for s in defs.sensors if s.name == name)
+    storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
+    return lambda cursor: sensor.evaluate_tick(dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"storage": storage}, definitions=defs))
+
+
 def _materializations(instance, asset: str) -> dict[str, int]:
     """partition -> number of materializations so far."""
     out: dict[str, int] = {}
@@ -58,16 +70,8 @@ def caught_up(tmp_path_factory):
 
 def test_a_new_landing_sensor_starts_from_what_the_instance_records(caught_up):
     """A fresh daemon's landing sensor (no cursor) reports nothing already reported, then only a new delivery."""
-    from ml_assets.definitions import build_definitions
-    from ml_assets.resources.storage import StorageRoot
-
-    defs = build_definitions()
-    sensor = next(s for s in defs.sensors if s.name == "flights_landing_sensor")
-    storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
     with dg.DagsterInstance.get() as instance:
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                               resources={"storage": storage}, definitions=defs))
+        tick = _ticker("flights_landing_sensor", instance)
         first = tick(None)
         assert first.asset_events == [] and json.loads(first.cursor)  # seeded from the instance, not empty
         # a redelivery (identical, so the other tests see no change): a new file version to report
@@ -152,20 +156,10 @@ def test_overlapping_backfills_serialize_and_store_what_one_backfill_stores(tmp_
 
 def test_a_live_drop_asks_for_a_retrain_that_can_differ_then_alerts_once(tmp_path, monkeypatch):
     _env(tmp_path, monkeypatch)
-    from ml_assets.core import alerts
-    from ml_assets.definitions import build_definitions
-    from ml_assets.resources.storage import StorageRoot
 
-    defs = build_definitions()
-    sensor = next(s for s in defs.sensors if s.name == "flights_retrain_on_degradation")
-    storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
     with dg.DagsterInstance.get() as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization(key("labelled_features"), partition="2013-01-20"))
-
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                               resources={"storage": storage}, definitions=defs))
-
+        tick = _ticker("flights_retrain_on_degradation", instance)
         # A failure from before the sensor's first tick is history: the first tick only sets the baseline.
         instance.report_runless_asset_event(dg.AssetCheckEvaluation(
             asset_key=key("live_performance"), check_name="live_auc_drop", passed=False, partition="2013-01-19",
@@ -187,16 +181,12 @@ def test_a_live_drop_asks_for_a_retrain_that_can_differ_then_alerts_once(tmp_pat
     sent = [json.loads(line) for line in (make_path(os.environ["ML_ASSETS_HOME"]) / "alerts" / "alerts.jsonl")
             .read_text().splitlines()]
     assert [a["kind"] for a in sent] == ["retrain_exhausted"]  # once, not every tick
-    del alerts
 
 
 def test_a_check_failing_day_after_day_is_one_alert_per_episode(tmp_path, monkeypatch):
     """Days 1-3 fail, day 4 passes, day 5 fails: two alerts (days 1 and 5), not four; each day's failure is
     still recorded on its partition. (Before, the sensor sent one alert per failed evaluation.)"""
     _env(tmp_path, monkeypatch)
-    from ml_assets.definitions import build_definitions
-    from ml_assets.resources.storage import StorageRoot
-
     from ml_assets.defs.days import day_check_spec
 
     failing = {"2013-01-01", "2013-01-02", "2013-01-03", "2013-01-05"}
@@ -208,14 +198,8 @@ def test_a_check_failing_day_after_day_is_one_alert_per_episode(tmp_path, monkey
         return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
             check_name="steady", passed=context.partition_key not in failing, severity=dg.AssetCheckSeverity.WARN)])
 
-    defs = build_definitions()
-    sensor = next(s for s in defs.sensors if s.name == "flights_check_failure_alert")
-    storage = StorageRoot(root=os.environ["ML_ASSETS_HOME"])
     with dg.DagsterInstance.get() as instance:
-        def tick(cursor):
-            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                                               resources={"storage": storage}, definitions=defs))
-
+        tick = _ticker("flights_check_failure_alert", instance)
         cursor = tick(None).cursor
         for day in ("2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04", "2013-01-05"):
             assert dg.materialize([toy], instance=instance, partition_key=day).success

@@ -60,6 +60,14 @@ def _evaluations(instance, run_ids):
     return out
 
 
+def _ticks(instance, sensor: str) -> list:
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+              if s.instigator_name == sensor]
+    return [t for s in states for t in instance.get_ticks(s.instigator_origin_id, s.selector_id)]
+
+
 def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tmp_path):
     spec = load_spec()
     root = make_path(env["ML_ASSETS_HOME"])
@@ -96,5 +104,10 @@ def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tm
                 reports = instance.fetch_materializations(dg.AssetRecordsFilter(
                     asset_key=key("landing_schedule"), asset_partitions=[day]), limit=10).records
                 assert len(reports) == 1, (day, len(reports))
+            # the check-failure sensor (one alert per episode) ran on the daemon over these runs without an error
+            _wait(lambda: len(_ticks(instance, "flights_check_failure_alert")) >= 2, "check-failure sensor ticks",
+                  daemon, log)
+            failed = [t for t in _ticks(instance, "flights_check_failure_alert") if t.status.value == "FAILURE"]
+            assert not failed, [t.error for t in failed]
     finally:
         stop_process_group(daemon)

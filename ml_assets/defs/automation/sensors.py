@@ -27,13 +27,11 @@ from ml_assets.core import landing as L
 from ml_assets.core.dates import parse_day
 from ml_assets.core.versioning import bytes_hash
 from ml_assets.defs.blueprint import Blueprint
+from ml_assets.defs.days import DATA_VERSION_TAG
 from ml_assets.ops import check_history
 from ml_assets.resources.storage import StorageRoot
 
 SENSOR_TAG = "ml_assets/trigger"
-REASON_TAG = "ml_assets/retrain_reason"
-STRATEGY_TAG = "ml_assets/retrain_strategy"
-from ml_assets.defs.days import DATA_VERSION_TAG  # noqa: E402
 MAX_REPORTS_PER_TICK = 400
 FINISHED = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED)
 RUNS_PER_TICK = 50

@@ -101,7 +101,9 @@ def _balance_check(bp: Blueprint, labelled: Days, day: str, band: float) -> list
     balance = live.label_balance(int(today.sum()), today.len(), reference, band)
     return [dg.AssetCheckResult(check_name="label_balance", passed=balance["passed"],
                                 severity=dg.AssetCheckSeverity.WARN,
-                                metadata=numbers({k: v for k, v in balance.items() if k != "ci"}))]
+                                metadata=numbers({**{k: v for k, v in balance.items() if k != "ci"},
+                                                  "shift_ci_low": balance["ci"][0],
+                                                  "shift_ci_high": balance["ci"][1]}))]
 
 
 def _trend(series: list[dict], window_days: int):
