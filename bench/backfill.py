@@ -42,11 +42,14 @@ def fresh_env(base: Path, families: str, window: int | None) -> dict[str, str]:
     return env | ({"ML_ASSETS_WINDOW_DAYS": str(window)} if window else {})
 
 
-def timed(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str]:
+def timed(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str, float]:
+    """Seconds, exit code, output, and the peak RSS (GiB) of the largest process of the command's tree."""
     started = time.time()
     with open(log, "w") as out:
-        code = subprocess.run(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT).returncode
-    return time.time() - started, code, log.read_text()
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's usage, its waited-for descendants included
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.time() - started, proc.returncode, log.read_text(), round(usage.ru_maxrss / 2**20, 2)
 
 
 def baseline(start: str, end: str, window: int | None, per_day: Path) -> dict:
@@ -93,20 +96,22 @@ def main() -> None:
     env = fresh_env(base, a.families, a.window)
     result: dict = {"bench": "backfill", "families": a.families, "window": a.window, "load_start": loadavg()}
     if a.demo_days:
-        seconds, code, text = timed([str(BIN / "ml-assets"), "demo", "--days", str(a.demo_days)], env,
-                                    base / "demo.log")
+        seconds, code, text, peak = timed([str(BIN / "ml-assets"), "demo", "--days", str(a.demo_days)], env,
+                                          base / "demo.log")
         result.update(path="ml-assets demo", days=a.demo_days, seconds=round(seconds, 1), exit_code=code,
+                      peak_rss_gib=peak,
                       seconds_per_day=round(seconds / a.demo_days, 2))
         print("\n".join(text.splitlines()[-a.demo_days - 8:]))
     else:
-        land, code, _ = timed([str(BIN / "ml-assets"), "land", "--start", a.start, "--end", a.end], env,
-                              base / "land.log")
+        land, code, _, _ = timed([str(BIN / "ml-assets"), "land", "--start", a.start, "--end", a.end], env,
+                                 base / "land.log")
         assert code == 0, (base / "land.log").read_text()[-2000:]
-        seconds, code, text = timed([str(BIN / "ml-assets"), "backfill", "--start", a.start, "--end", a.end,
-                                     "--assets", "all", "--wait"], env, base / "backfill.log")
+        seconds, code, text, peak = timed([str(BIN / "ml-assets"), "backfill", "--start", a.start, "--end", a.end,
+                                           "--assets", "all", "--wait"], env, base / "backfill.log")
         print("\n".join(line for line in text.splitlines() if not line.startswith("20") and "dagster -" not in line))
         result.update(path="ml-assets backfill --assets all --wait", start=a.start, end=a.end,
                       land_seconds=round(land, 1), backfill_seconds=round(seconds, 1), exit_code=code,
+                      backfill_peak_rss_gib=peak,
                       days=next((line for line in text.splitlines() if line.startswith("days:")), ""),
                       **where_the_time_goes(env))
         if not a.skip_baseline:

@@ -5,7 +5,8 @@ the plain daily-retrain script on the same days, in one run; and the feature abl
     .venv/bin/python bench/quality.py --from /tmp/year            # score a kept replay again (no new run)
     .venv/bin/python bench/quality.py --ablation --step 6          # each feature group's paired delta
     .venv/bin/python bench/quality.py --from /tmp/year --tuning --step 2   # did the adopted searches help?
-    .venv/bin/python bench/quality.py --recipes --step 6           # a longer window, seeds or windows averaged
+    .venv/bin/python bench/quality.py --recipes --step 6           # a longer window, seeds, cheaper fits ...
+    .venv/bin/python bench/quality.py --recipes --variants "28-day window,max_bin 64"   # some of them
 
 The replay is the user's path (`ml-assets land` + `ml-assets backfill --assets all --wait`, as bench/backfill.py
 times it). Scored: every day from --score-start whose `batch_predictions` were made by a champion (the model
@@ -165,7 +166,7 @@ def ablation(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]
             *out]
 
 
-def recipes(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]:
+def recipes(step: int, start: dt.date, end: dt.date, cache: Path, names: list[str] | None = None) -> list[dict]:
     """Variants of the model recipe on the deployed timeline (trained on the window ending D-3, scored on D),
     every ``step``-th day, each paired per day with the spec's recipe: a longer window, seeds averaged, and the
     average of the models of three consecutive windows (as averaging the last three daily champions would)."""
@@ -180,35 +181,48 @@ def recipes(step: int, start: dt.date, end: dt.date, cache: Path) -> list[dict]:
                              spec.monotone_inputs)
     params = dict(spec.models.get("xgboost", {}))
 
-    def fit(d: dt.date, days: int, seed: int = 0, shift: int = 0):
+    def fit(d: dt.date, days: int, seed: int = 0, shift: int = 0, **changes):
         last = d - dt.timedelta(days=3 + shift)
         window = data.filter((pl.col("date") > last - dt.timedelta(days=days)) & (pl.col("date") <= last))
-        return fam.train(window, window.head(0), inputs, params=params, seed=seed)
+        return fam.train(window, window.head(0), inputs, params={**params, **changes}, seed=seed)
 
-    variants = {
+    every = {
         "recipe (56 days)": lambda d, t: fam.predict(fit(d, 56), t),
         "84-day window": lambda d, t: fam.predict(fit(d, 84), t),
         "3 seeds averaged": lambda d, t: np.mean([fam.predict(fit(d, 56, seed=s), t) for s in range(3)], axis=0),
         "3 consecutive windows averaged": lambda d, t: np.mean([fam.predict(fit(d, 56, shift=k), t)
                                                                  for k in range(3)], axis=0),
+        # cheaper fits (issue 15: training is most of a year's backfill)
+        "300 trees, learning rate 0.08": lambda d, t: fam.predict(fit(d, 56, n_estimators=300, learning_rate=0.08), t),
+        "200 trees, learning rate 0.12": lambda d, t: fam.predict(fit(d, 56, n_estimators=200, learning_rate=0.12), t),
+        "28-day window": lambda d, t: fam.predict(fit(d, 28), t),
+        "max_bin 64": lambda d, t: fam.predict(fit(d, 56, max_bin=64), t),
     }
+    if unknown := set(names or ()) - set(every):
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; known: {list(every)}")
+    variants = {"recipe (56 days)": every["recipe (56 days)"],
+                **{n: every[n] for n in (names or every) if n != "recipe (56 days)"}}
     days = [d for d in day_range(start, end)[::step] if d - dt.timedelta(days=87) >= spec.first_day]
     scores: dict[str, list[float]] = {name: [] for name in variants}
+    seconds = dict.fromkeys(variants, 0.0)
     for d in days:
         test = data.filter(pl.col("date") == d)
         y = test[label].cast(pl.Float64).to_numpy()
         for name, score in variants.items():
+            started = time.perf_counter()
             scores[name].append(auc(y, score(d, test)))
+            seconds[name] += time.perf_counter() - started
         print(f"  {d}: " + ", ".join(f"{n} {v[-1]:.4f}" for n, v in scores.items()), flush=True)
     base = np.array(scores["recipe (56 days)"])
-    out = [{"variant": "recipe (56 days)", "auc": round(float(base.mean()), 4), "days": len(days)}]
+    out = []
     for name, values in scores.items():
+        row = {"variant": name, "auc": round(float(np.mean(values)), 4), "days": len(days),
+               "seconds_per_day": round(seconds[name] / len(days), 2)}
         if name != "recipe (56 days)":
             diff = np.array(values) - base
-            out.append({"variant": name, "auc": round(float(np.mean(values)), 4),
-                        "delta": round(float(diff.mean()), 4),
-                        "se": round(float(diff.std(ddof=1) / math.sqrt(diff.size)), 4),
-                        "days_better": int((diff > 0).sum())})
+            row.update(delta=round(float(diff.mean()), 4), se=round(float(diff.std(ddof=1) / math.sqrt(diff.size)), 4),
+                       days_better=int((diff > 0).sum()))
+        out.append(row)
     return out
 
 
@@ -272,13 +286,17 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=6, help="ablation: every N-th day")
     ap.add_argument("--tuning", action="store_true", help="with --from: the adopted searches, out of sample")
     ap.add_argument("--recipes", action="store_true", help="variants of the model recipe, every --step-th day")
+    ap.add_argument("--variants", help="with --recipes: the variants to try, comma-separated (default: all)")
     a = ap.parse_args()
     result: dict = {"bench": "quality", "load_start": B.loadavg()}
     score_start, end = dt.date.fromisoformat(a.score_start), dt.date.fromisoformat(a.end)
     cache = Path(tempfile.gettempdir()) / "ml_assets_ablation_features.parquet"
     if a.ablation or a.recipes:
-        run = ablation if a.ablation else recipes
-        result.update({run.__name__: run(a.step, score_start, end, cache), "step": a.step})
+        if a.ablation:
+            result.update(ablation=ablation(a.step, score_start, end, cache), step=a.step)
+        else:
+            names = [n.strip() for n in a.variants.split(",")] if a.variants else None
+            result.update(recipes=recipes(a.step, score_start, end, cache, names), step=a.step)
         result["load_end"] = B.loadavg()
         print(json.dumps(result))
         return
@@ -292,14 +310,14 @@ def main() -> None:
     else:
         base = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-quality-"))
         env = B.fresh_env(base, a.families, None)
-        land, code, _ = B.timed([str(B.BIN / "ml-assets"), "land", "--start", a.start, "--end", a.end], env,
-                                base / "land.log")
+        land, code, _, _ = B.timed([str(B.BIN / "ml-assets"), "land", "--start", a.start, "--end", a.end], env,
+                                   base / "land.log")
         assert code == 0, (base / "land.log").read_text()[-2000:]
-        seconds, code, text = B.timed([str(B.BIN / "ml-assets"), "backfill", "--start", a.start, "--end", a.end,
-                                       "--assets", "all", "--wait"], env, base / "backfill.log")
+        seconds, code, text, peak = B.timed([str(B.BIN / "ml-assets"), "backfill", "--start", a.start, "--end",
+                                             a.end, "--assets", "all", "--wait"], env, base / "backfill.log")
         result.update(replay=f"ml-assets backfill --start {a.start} --end {a.end} --assets all --wait",
                       families=a.families, land_seconds=round(land, 1), backfill_seconds=round(seconds, 1),
-                      backfill_exit_code=code,
+                      backfill_exit_code=code, backfill_peak_rss_gib=peak,
                       summary=next((line for line in text.splitlines() if line.startswith("days:")), ""))
     plain_csv = base / "plain_per_day.csv"
     if not plain_csv.exists():

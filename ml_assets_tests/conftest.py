@@ -53,6 +53,16 @@ def with_history(spec: DatasetSpec) -> DatasetSpec:
     return DatasetSpec.model_validate({**spec.model_dump(), "history": HISTORY_BLOCK})
 
 
+def pytest_collection_modifyitems(config, items):
+    """Workers (``--dist loadgroup``): a module's tests on one worker, as ``loadfile`` does (module fixtures are
+    built once), and every module that uses the session's ``pipeline`` on the same worker, so that 10-day
+    pipeline is materialized once in a run, not once per worker."""
+    uses_pipeline = {item.module.__name__ for item in items if "pipeline" in item.fixturenames}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("pipeline" if module in uses_pipeline else module))
+
+
 @pytest.fixture(scope="session")
 def spec():
     return load_spec("nycflights13")

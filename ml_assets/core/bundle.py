@@ -505,8 +505,38 @@ def list_bundles(root: UPath | str | os.PathLike, line: str) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
+class LoadedBundles:
+    """Bundles (and their ONNX sessions) loaded once for a range step, the ``keep`` most recently used kept.
+
+    A champion serves many days in a row and a decision compares a few recent champions; a year has hundreds of
+    versions, each a session of several MiB, so none is kept once out of use (seen: 3 GiB at a year's end)."""
+
+    def __init__(self, root: UPath | str | os.PathLike, keep: int = 32):
+        from collections import OrderedDict
+
+        self.root, self.keep = root, keep
+        self._loaded: OrderedDict[tuple[str, str], tuple[Bundle, Any]] = OrderedDict()
+
+    def get(self, pointer: dict) -> tuple[Bundle, Any]:
+        """(bundle, session) of a champion pointer; the path is rebuilt from the pointer, never stored."""
+        key = (pointer["model_line"], pointer["version"])
+        if key in self._loaded:
+            self._loaded.move_to_end(key)
+        else:
+            bundle = load_bundle(bundle_path(self.root, *key))  # MANIFEST verified: a tampered bundle never scores
+            self._loaded[key] = (bundle, bundle.session())
+            while len(self._loaded) > self.keep:
+                self._loaded.popitem(last=False)
+        return self._loaded[key]
+
+    def scores(self, pointer: dict, rows: pl.DataFrame) -> np.ndarray:
+        bundle, session = self.get(pointer)
+        return bundle.score(rows, session)
+
+
 __all__ = [
-    "BUNDLE_FILES", "Bundle", "BundleExistsError", "BundleIntegrityError", "MANIFEST_FILE", "build_bundle_files",
+    "BUNDLE_FILES", "Bundle", "BundleExistsError", "BundleIntegrityError", "LoadedBundles", "MANIFEST_FILE",
+    "build_bundle_files",
     "bundle_path", "features_spec", "list_bundles", "load_bundle", "manifest_bytes", "parse_manifest",
     "render_model_card", "verify_files", "write_bundle",
 ]

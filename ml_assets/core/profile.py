@@ -106,3 +106,12 @@ def row_count_deviation(count: int, trailing_counts: list[int]) -> float | None:
         return None
     median = float(np.median(trailing_counts))
     return math.inf if median == 0 else abs(count - median) / median
+
+
+def most_drifted(drift: pl.DataFrame, columns: list[str], quiet: list[str], n: int = 8) -> list[str]:
+    """The ``n`` columns worth a look: the most drifted of those the drift check judges, then of the quiet ones
+    (calendar, weather, day counts drift by nature); the first ``columns`` when nothing was compared."""
+    ranked = (drift.with_columns(pl.col("value").fill_nan(None))
+              .filter(pl.col("column").is_in(columns) & pl.col("value").is_not_null())
+              .sort([pl.col("column").is_in(quiet), pl.col("value")], descending=[False, True]))
+    return (ranked["column"].to_list() if ranked.height else columns)[:n]

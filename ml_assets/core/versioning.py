@@ -42,8 +42,8 @@ def content_hash(value) -> str:
     if reason is not None:
         inner = getattr(value, "value", None)
         return bytes_hash(("refused:" + reason + (content_hash(inner) if inner is not None else "")).encode())[:16]
-    if isinstance(value, pl.DataFrame):
-        return frame_hash(value)
+    if isinstance(value, (pl.DataFrame, pl.LazyFrame)):  # a lazy frame: a range step's day, computed on demand
+        return frame_hash(value.collect() if isinstance(value, pl.LazyFrame) else value)
     if isinstance(value, dict) and value and all(isinstance(v, (bytes, bytearray)) for v in value.values()):
         return files_hash(value)
     return json_hash(value)

@@ -44,30 +44,37 @@ class Refused:
 
 
 class Days(Mapping[str, Any]):
-    """A partitioned input: day key -> value or ``Refused``; days never stored are absent."""
+    """A partitioned input: day key -> value or ``Refused``; days never stored are absent.
+
+    ``values`` may be lazy (the IO managers read a stored range day by day, on first use): membership and
+    iteration never read a value."""
 
     def __init__(self, values: Mapping[str, Any], asset: str = "", missing: Sequence[str] = ()):
-        self._values = dict(sorted(values.items()))
+        self._values = values
+        self._keys = sorted(values)
         self.asset = asset
         self.missing = list(missing)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
     def __iter__(self):
-        return iter(self._values)
+        return iter(self._keys)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._keys)
 
     def usable(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
         """The days (of ``keys``, default all) that hold a value: not refused, not missing."""
-        keys = self._values if keys is None else keys
-        return {k: self._values[k] for k in keys if k in self._values and not isinstance(self._values[k], Refused)}
+        keys = self._keys if keys is None else keys
+        return {k: value for k in keys if k in self._values and not isinstance(value := self._values[k], Refused)}
 
     def refused(self, keys: Sequence[str] | None = None) -> dict[str, str]:
-        keys = self._values if keys is None else keys
-        return {k: self._values[k].reason for k in keys if isinstance(self._values.get(k), Refused)}
+        keys = self._keys if keys is None else keys
+        return {k: value.reason for k in keys if k in self._values and isinstance(value := self._values[k], Refused)}
 
     def day(self, key: str) -> Any:
         """The value of one day, ``Refused`` for a refused day, or ``Refused`` naming a missing day."""

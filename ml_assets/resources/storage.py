@@ -9,12 +9,15 @@ atomically, each able to store a refused day (``defs.days``) and to give a parti
   ``manifest.json`` of sha256 sums written last (a half-written model is detected on load);
 - ``JsonIOManager``: a JSON record as ``assets/<asset>/<day>.json`` (decisions, pointers).
 A partition range is written one file (folder) per day and loaded as ``Days``: single-run backfills and window
-reads need no per-day processes.
+reads need no per-day processes. Days are read when first used and only the recently used stay in memory
+(``StoredDays``), so a year-long range step holds one day's input at a time, not the year's.
 """
 from __future__ import annotations
 
 import io
 import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -44,6 +47,8 @@ class _DayStore(dg.ConfigurableIOManager):
     root: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
     folder: str = "assets"
+    cache_mb: int = Field(512, description="stored days of a range input kept in memory (MiB); the rest are read "
+                                           "again when used again")
 
     def base(self, asset_key: dg.AssetKey) -> UPath:
         return make_path(self.root, self.storage_options).joinpath(self.folder, *asset_key.path)
@@ -88,14 +93,56 @@ class _DayStore(dg.ConfigurableIOManager):
             if not self.exists(location):
                 raise FileNotFoundError(f"no stored {asset} at {location}: materialize it first")
             return self.read(location)
-        values, missing = {}, []
+        stored, missing = {}, []
         for key in context.asset_partition_keys:
             location = self.location(context.asset_key, key)
             if self.exists(location):
-                values[key] = self.read(location)
+                stored[key] = location
             else:
                 missing.append(key)
-        return Days(values, asset=asset, missing=missing)
+        return Days(StoredDays(self.read, stored, self.cache_mb << 20), asset=asset, missing=missing)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, pl.DataFrame):
+        return value.estimated_size()
+    if isinstance(value, dict) and all(isinstance(v, bytes) for v in value.values()):
+        return sum(map(len, value.values()))
+    return 1024  # a JSON record, a refusal
+
+
+class StoredDays(Mapping[str, Any]):
+    """Stored days read on first use; the most recently used stay in memory up to ``cache_bytes``.
+
+    A range run's input (a year of 28-day training sets is gigabytes) is then never in memory whole, while a
+    window read day after day (D-28..D-1, then D-27..D) reads each day once."""
+
+    def __init__(self, read: Callable[[UPath], Any], locations: dict[str, UPath], cache_bytes: int):
+        self._read, self._locations, self._limit = read, locations, cache_bytes
+        self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key][0]
+        value = self._read(self._locations[key])
+        size = _size(value)
+        self._cache[key] = (value, size)
+        self._bytes += size
+        while self._bytes > self._limit and len(self._cache) > 1:
+            _, (_, dropped) = self._cache.popitem(last=False)
+            self._bytes -= dropped
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._locations
+
+    def __iter__(self):
+        return iter(self._locations)
+
+    def __len__(self) -> int:
+        return len(self._locations)
 
 
 class PolarsParquetIOManager(_DayStore):
@@ -107,6 +154,8 @@ class PolarsParquetIOManager(_DayStore):
 
     def write(self, location: UPath, value: Any, refused: str | None) -> int:
         frame = value if value is not None else pl.DataFrame()
+        if isinstance(frame, pl.LazyFrame):  # a range step's day, computed when written (see training_set)
+            frame = frame.collect()
         if not isinstance(frame, pl.DataFrame):
             raise TypeError(f"{location}: expected a polars DataFrame, got {type(frame).__name__}")
         return write_parquet(location, frame, metadata={REFUSED_KEY: refused} if refused else None)

@@ -304,3 +304,23 @@ def test_json_files_refuse_what_json_cannot_hold(spec, tiny_model):
     with pytest.raises(TypeError, match="cannot store object"):
         B.build_bundle_files(VERSION, LINE, tiny_model[0], tiny_model[1], {"x": object()}, LINEAGE,
                              spec.model_dump(mode="json"), DATA, "f")
+
+
+def test_loaded_bundles_keep_only_the_most_recently_used(spec, tmp_path, monkeypatch):
+    """A range step loads each champion once while it serves, and keeps no more than ``keep`` sessions."""
+    from ml_assets_tests.serving.helpers import pointer, tiny_bundle
+
+    for i, bias in enumerate((-1.5, 0.0, 1.5)):
+        tiny_bundle(tmp_path, spec, f"1.{i}.0", bias=bias)
+    loads, real = [], B.load_bundle
+    monkeypatch.setattr(B, "load_bundle", lambda path: loads.append(UPath(str(path)).name) or real(path))
+    bundles = B.LoadedBundles(tmp_path, keep=2)
+    first = bundles.get(pointer(spec, "1.0.0"))
+    assert bundles.get(pointer(spec, "1.0.0")) is first and loads == ["1.0.0"]
+    bundles.get(pointer(spec, "1.1.0"))
+    bundles.get(pointer(spec, "1.0.0"))  # used again: now the most recent
+    bundles.get(pointer(spec, "1.2.0"))  # over keep=2: 1.1.0, the least recently used, goes
+    bundles.get(pointer(spec, "1.0.0"))
+    assert loads == ["1.0.0", "1.1.0", "1.2.0"]
+    bundles.get(pointer(spec, "1.1.0"))
+    assert loads[-1] == "1.1.0" and len(loads) == 4

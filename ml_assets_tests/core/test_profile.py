@@ -41,3 +41,12 @@ def test_stats_count_nulls_and_rates():
     assert P.label_rate(f, "y") == pytest.approx(2 / 3)
     assert P.row_count_deviation(50, [100, 100, 90]) == pytest.approx(0.5)
     assert P.row_count_deviation(5, []) is None
+
+
+def test_the_plotted_columns_are_the_most_drifted_judged_ones_then_the_quiet_ones():
+    drift = pl.DataFrame({"column": ["a", "b", "q", "c", "cat", "n"], "value": [0.1, 0.5, 0.9, 0.3, 0.8, float("nan")]})
+    numeric = ["a", "b", "q", "c", "n"]
+    assert P.most_drifted(drift, numeric, quiet=["q"], n=3) == ["b", "c", "a"]
+    assert P.most_drifted(drift, numeric, quiet=["q"], n=10) == ["b", "c", "a", "q"]  # no NaN, no categorical
+    nothing = drift.with_columns(value=pl.lit(float("nan")))
+    assert P.most_drifted(nothing, numeric, quiet=[], n=2) == ["a", "b"]  # no reference yet: the first ones

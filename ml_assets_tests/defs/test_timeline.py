@@ -10,7 +10,7 @@ import pytest
 
 from ml_assets import cli
 
-DAYS = 10
+DAYS = 8
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_the_champion_that_predicts_a_day_was_decided_two_days_before(replay):
     import polars as pl
 
     home = replay / "home" / "assets" / "flights"
-    for i in range(6, DAYS):
+    for i in range(5, DAYS):
         day = dt.date(2013, 1, 1) + dt.timedelta(days=i)
         predictions = pl.read_parquet(home / "batch_predictions" / f"{day}.parquet")
         state = json.loads((home / "champion" / f"{day - dt.timedelta(days=2)}.json").read_text())["value"]

@@ -82,6 +82,30 @@ def test_a_range_output_is_written_one_file_per_day_and_loaded_as_days(tmp_path)
     assert isinstance(days.day("2013-01-01"), Refused) and "not stored" in days.day("2013-01-01").reason
 
 
+def test_a_range_input_reads_each_day_when_used_and_keeps_only_a_bounded_cache(tmp_path):
+    """A year of training sets never sits in memory whole: days are read on first use, the most recently used
+    kept up to the cache's size; membership, iteration and ``missing`` read nothing."""
+    reads = []
+
+    def read(location):
+        reads.append(location)
+        return pl.DataFrame({"x": list(range(1000))})  # 8000 bytes
+
+    size = pl.DataFrame({"x": list(range(1000))}).estimated_size()
+    stored = ST.StoredDays(read, {d: f"at/{d}" for d in DAYS}, cache_bytes=2 * size)
+    days = Days(stored, asset="flights/daily", missing=["2013-01-01"])
+    assert list(days) == DAYS and len(days) == 3 and "2013-01-03" in days and "2013-01-01" not in days
+    assert reads == []
+    days["2013-01-02"], days["2013-01-03"], days["2013-01-02"]
+    assert reads == ["at/2013-01-02", "at/2013-01-03"]  # the second use of 01-02 is the cached one
+    days["2013-01-04"]  # over the cache's size: the least recently used (01-03) is dropped
+    days["2013-01-02"]
+    assert reads[-1] == "at/2013-01-04"
+    days["2013-01-03"]
+    assert reads[-1] == "at/2013-01-03" and len(reads) == 4
+    assert set(days.usable()) == set(DAYS) and days.refused() == {}
+
+
 def test_a_one_day_step_writes_its_value_and_reads_back_as_days(tmp_path):
     daily, window, seen = _graph("io_manager", frame_for)
     assert dg.materialize([daily], partition_key="2013-01-05", resources=_resources(str(tmp_path))).success

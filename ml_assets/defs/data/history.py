@@ -18,11 +18,12 @@ from ml_assets.defs.metadata import table
 
 
 def _labelled_events(bp: Blueprint, events: Days, outcomes: Days, days: list[str]) -> tuple[pl.DataFrame, list[str]]:
-    used = [d for d in days if d in events.usable() and d in outcomes.usable()]
+    usable_events, usable_outcomes = events.usable(days), outcomes.usable(days)
+    used = [d for d in days if d in usable_events and d in usable_outcomes]
     if not used:
         return pl.DataFrame(), []
-    ev = pl.concat([events[d] for d in used], how="vertical_relaxed")
-    oc = pl.concat([outcomes[d] for d in used], how="vertical_relaxed")
+    ev = pl.concat([usable_events[d] for d in used], how="vertical_relaxed")
+    oc = pl.concat([usable_outcomes[d] for d in used], how="vertical_relaxed")
     return F.attach_label(bp.spec, F.with_date(bp.spec, ev).collect(), oc), used
 
 

@@ -8,7 +8,6 @@ candidate) carries the champion forward. A rollback is a materialization of the 
 """
 
 import dagster as dg
-import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -49,27 +48,12 @@ class ChampionConfig(dg.Config):
     reason: str = "manual rollback (ml-assets rollback)"
 
 
-class _Bundles:
-    """Bundles loaded once per step (a champion serves many days in a row)."""
-
-    def __init__(self, root):
-        self.root, self.cache = root, {}
-
-    def scores(self, p: dict, rows: pl.DataFrame) -> np.ndarray:
-        key = (p["model_line"], p["version"])
-        if key not in self.cache:
-            bundle = B.load_bundle(B.bundle_path(self.root, *key))  # never a stored path: rebuilt from the pointer
-            self.cache[key] = (bundle, bundle.session())
-        bundle, session = self.cache[key]
-        return bundle.score(rows, session)
-
-
 def _rollback(state: dict, day: str, config: ChampionConfig) -> dict:
     target, parent = C.rollback_target(state, config.line, config.to_version)
     return C.next_state(state, day, action="rollback", reason=config.reason, champion=target, parent=parent)
 
 
-def decide_day(bp: Blueprint, state: dict, day: str, bundle, evaluation, labelled, bundles: _Bundles,
+def decide_day(bp: Blueprint, state: dict, day: str, bundle, evaluation, labelled, bundles: B.LoadedBundles,
                policy: decisions.PromotionPolicy) -> tuple[dict, dict | None]:
     """(the day's state, the decision's table or None when there was no candidate)."""
     if day < bp.first_model_day:
@@ -175,7 +159,7 @@ def build(bp: Blueprint) -> list:
                  config: ChampionConfig, storage: StorageRoot, mlflow: MLflowTracking,
                  promotion_settings: PromotionSettings):
         policy = promotion_settings.policy()
-        bundles = _Bundles(storage.path())
+        bundles = B.LoadedBundles(storage.path())
         days = context.partition_keys
         before = day_offset(days[0], -1)
         state = previous.get(before) if before >= bp.spec.first_day.isoformat() else None

@@ -29,14 +29,10 @@ def empty_predictions(bp: Blueprint) -> pl.DataFrame:
                                 bp.spec.prediction: pl.Float64, MODEL_VERSION: pl.String})
 
 
-def score(bp: Blueprint, features: pl.DataFrame, pointer: dict, root, cache: dict) -> pl.DataFrame:
-    key = (pointer["model_line"], pointer["version"])
-    if key not in cache:
-        bundle = B.load_bundle(B.bundle_path(root, *key))  # MANIFEST verified: a tampered bundle never scores
-        cache[key] = (bundle, bundle.session())
-    bundle, session = cache[key]
-    return features.with_columns(pl.Series(bp.spec.prediction, bundle.score(features, session)),
-                                 pl.lit(f"{key[0]}/{key[1]}").alias(MODEL_VERSION)).select(prediction_columns(bp))
+def score(bp: Blueprint, features: pl.DataFrame, pointer: dict, bundles: B.LoadedBundles) -> pl.DataFrame:
+    version = f"{pointer['model_line']}/{pointer['version']}"
+    return features.with_columns(pl.Series(bp.spec.prediction, bundles.scores(pointer, features)),
+                                 pl.lit(version).alias(MODEL_VERSION)).select(prediction_columns(bp))
 
 
 def build(bp: Blueprint) -> list:
@@ -51,7 +47,7 @@ def build(bp: Blueprint) -> list:
               description=f"Every event of day D scored by the champion decided on D{offset} (the newest decision "
                           f"before the evening of D-1), from features alone. Empty while there is no champion yet.")
     def batch_predictions(context: dg.AssetExecutionContext, features: Days, champion: Days, storage: StorageRoot):
-        root, cache, results = storage.path(), {}, {}
+        bundles, results = B.LoadedBundles(storage.path(), keep=1), {}  # days in order: one champion at a time
         for day in context.partition_keys:
             refused = refused_upstream(day, features=features)
             if refused:
@@ -63,7 +59,7 @@ def build(bp: Blueprint) -> list:
                 results[day] = DayResult(Refused(f"upstream champion {decided_on}: {state.reason}"))
                 continue
             pointer = state["champion"]
-            frame = empty_predictions(bp) if pointer is None else score(bp, features[day], pointer, root, cache)
+            frame = empty_predictions(bp) if pointer is None else score(bp, features[day], pointer, bundles)
             results[day] = DayResult(frame, {**frame_metadata(frame), "champion": C.name(pointer),
                                              "champion_decided_on": decided_on,
                                              f"mean_{bp.spec.prediction}": float(frame[bp.spec.prediction].mean() or 0)})

@@ -34,7 +34,8 @@ def validation_split(days: list[str], validation_days: int) -> set[str]:
 
 
 def window_frame(bp: Blueprint, labelled: Days, day: str, recent_days: int | None = None
-                 ) -> tuple[pl.DataFrame | Refused, dict]:
+                 ) -> tuple[pl.LazyFrame | Refused, dict]:
+    """The window's rows as a lazy plan over the labelled days (shared by every day of a range, never copied)."""
     days = min(bp.window_days, recent_days or bp.window_days)
     start = (parse_day(day) - dt.timedelta(days=days)).isoformat()
     keys = [k for k in labelled if start <= k < day]
@@ -46,12 +47,28 @@ def window_frame(bp: Blueprint, labelled: Days, day: str, recent_days: int | Non
         return Refused(f"training_set {day}: {len(usable)} labelled day(s) in the {bp.window_days}-day window "
                        f"(needs {bp.min_training_days})"), about
     valid_days = validation_split(sorted(usable), bp.validation_days)
-    frames = [labelled_rows(f, bp.spec).with_columns(split=pl.lit("valid" if k in valid_days else "train"))
+    frames = [labelled_rows(f.lazy(), bp.spec).with_columns(split=pl.lit("valid" if k in valid_days else "train"))
               for k, f in usable.items()]
-    frame = pl.concat(frames, how="vertical_relaxed").sort([*bp.spec.features.key], nulls_last=True)
-    if frame.filter(pl.col("split") == "train").is_empty():
-        return Refused(f"training_set {day}: no labelled training rows in the window"), about
-    return frame, about
+    return pl.concat(frames, how="vertical_relaxed").sort([*bp.spec.features.key], nulls_last=True), about
+
+
+def training_day(bp: Blueprint, labelled: Days, day: str, config: TrainingSetConfig, keep_plan: bool) -> DayResult:
+    """One day's training set. ``keep_plan``: a range keeps each day as its plan (computed again when hashed and
+    written), not as rows, since a year of 28-day training sets held at once is gigabytes."""
+    plan, about = window_frame(bp, labelled, day, config.recent_days)
+    if config.recent_days:
+        about = {**about, "recent_days": config.recent_days, "shortened_because": config.reason or "config"}
+    if isinstance(plan, Refused):
+        return DayResult(plan, about)
+    frame = plan.collect()
+    split = frame["split"]
+    if not (split == "train").any():
+        return DayResult(Refused(f"training_set {day}: no labelled training rows in the window"), about)
+    return DayResult(plan if keep_plan else frame,
+                     {**frame_metadata(frame), **about, "train_rows": int((split == "train").sum()),
+                      "valid_rows": int((split == "valid").sum()),
+                      "date_span": f"{frame['date'].min()}..{frame['date'].max()}",
+                      "positive_share": label_rate(frame, bp.spec.label.name) or 0.0})
 
 
 def build(bp: Blueprint) -> list:
@@ -62,20 +79,8 @@ def build(bp: Blueprint) -> list:
               description=f"Labelled rows of the {bp.window_days} days before D (fewer at the start of the feed); the "
                           f"last {bp.validation_days} days are the validation split (column `split`).")
     def training_set(context: dg.AssetExecutionContext, labelled: Days, config: TrainingSetConfig):
-        results = {}
-        for day in context.partition_keys:
-            frame, about = window_frame(bp, labelled, day, config.recent_days)
-            if config.recent_days:
-                about = {**about, "recent_days": config.recent_days, "shortened_because": config.reason or "config"}
-            if isinstance(frame, Refused):
-                results[day] = DayResult(frame, about)
-                continue
-            split = frame["split"]
-            results[day] = DayResult(frame, {**frame_metadata(frame), **about,
-                                             "train_rows": int((split == "train").sum()),
-                                             "valid_rows": int((split == "valid").sum()),
-                                             "date_span": f"{frame['date'].min()}..{frame['date'].max()}",
-                                             "positive_share": label_rate(frame, bp.spec.label.name) or 0.0})
-        yield from emit_days(context, results)
+        keep_plan = len(context.partition_keys) > 1
+        yield from emit_days(context, {day: training_day(bp, labelled, day, config, keep_plan)
+                                       for day in context.partition_keys})
 
     return [training_set]
