@@ -6,7 +6,7 @@ the plain daily-retrain script on the same days, in one run; and the feature abl
     .venv/bin/python bench/quality.py --ablation --step 6          # each feature group's paired delta
     .venv/bin/python bench/quality.py --from /tmp/year --tuning --step 2   # did the adopted searches help?
     .venv/bin/python bench/quality.py --recipes --step 6           # a longer window, seeds, cheaper fits ...
-    .venv/bin/python bench/quality.py --recipes --variants "28-day window,max_bin 64"   # some of them
+    .venv/bin/python bench/quality.py --recipes --variants "28-day window; max_bin 64"   # some of them
 
 The replay is the user's path (`ml-assets land` + `ml-assets backfill --assets all --wait`, as bench/backfill.py
 times it). Scored: every day from --score-start whose `batch_predictions` were made by a champion (the model
@@ -286,7 +286,7 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=6, help="ablation: every N-th day")
     ap.add_argument("--tuning", action="store_true", help="with --from: the adopted searches, out of sample")
     ap.add_argument("--recipes", action="store_true", help="variants of the model recipe, every --step-th day")
-    ap.add_argument("--variants", help="with --recipes: the variants to try, comma-separated (default: all)")
+    ap.add_argument("--variants", help="with --recipes: the variants to try, separated by \";\" (default: all)")
     a = ap.parse_args()
     result: dict = {"bench": "quality", "load_start": B.loadavg()}
     score_start, end = dt.date.fromisoformat(a.score_start), dt.date.fromisoformat(a.end)
@@ -295,7 +295,7 @@ def main() -> None:
         if a.ablation:
             result.update(ablation=ablation(a.step, score_start, end, cache), step=a.step)
         else:
-            names = [n.strip() for n in a.variants.split(",")] if a.variants else None
+            names = [n.strip() for n in a.variants.split(";")] if a.variants else None
             result.update(recipes=recipes(a.step, score_start, end, cache, names), step=a.step)
         result["load_end"] = B.loadavg()
         print(json.dumps(result))

@@ -70,8 +70,8 @@ def _profile_day(spec, day: str, features: Days, quality: DataQualitySettings, p
 
         metadata["drift_plot"] = png(drift_bars(drift, thresholds, f"Feature drift {day} vs {len(trailing)} "
                                                 f"trailing days"), "drift")
-        metadata["distributions"] = png(distributions(current, reference, P.most_drifted(drift, numeric, spec.features.drift_quiet)),
-                                        "distributions")
+        shown = P.most_drifted(drift, numeric, spec.features.drift_quiet)
+        metadata["distributions"] = png(distributions(current, reference, shown), "distributions")
     if not trailing:  # without a reference window there is nothing to compare: not evaluated
         return DayResult(profile, {**metadata, "drift_status": "no reference: no trailing day stored yet"}, [])
     return DayResult(profile, metadata, [

@@ -54,7 +54,7 @@ def window_frame(bp: Blueprint, labelled: Days, day: str, recent_days: int | Non
 
 def training_day(bp: Blueprint, labelled: Days, day: str, config: TrainingSetConfig, keep_plan: bool) -> DayResult:
     """One day's training set. ``keep_plan``: a range keeps each day as its plan (computed again when hashed and
-    written), not as rows, since a year of 28-day training sets held at once is gigabytes."""
+    written), not as rows: a year of training windows held at once is gigabytes."""
     plan, about = window_frame(bp, labelled, day, config.recent_days)
     if config.recent_days:
         about = {**about, "recent_days": config.recent_days, "shortened_because": config.reason or "config"}
