@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 import warnings
 from collections.abc import Iterator
@@ -61,6 +62,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__
         item.add_marker(pytest.mark.xdist_group("pipeline" if module in uses_pipeline else module))
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_tracking_uri_restored():
+    """``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which definitions built later read to choose
+    their store: no test leaves it changed for the next one in its worker."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session")
@@ -135,8 +148,10 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
     base = tmp_path_factory.mktemp("pipeline")
     home, dagster_home = str(base / "home"), str(base / "dagster")
     os.makedirs(dagster_home)
-    saved = {k: os.environ.get(k) for k in ("ML_ASSETS_HOME", "ML_ASSETS_FAMILIES", "DAGSTER_HOME", *SEARCHES)}
+    saved = {k: os.environ.get(k) for k in ("ML_ASSETS_HOME", "ML_ASSETS_FAMILIES", "DAGSTER_HOME",
+                                            "MLFLOW_TRACKING_URI", *SEARCHES)}
     os.environ.update(ML_ASSETS_HOME=home, ML_ASSETS_FAMILIES=FAST_FAMILIES, DAGSTER_HOME=dagster_home, **SEARCHES)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the home's own store, whatever ran before in this worker
     try:
         from ml_assets.definitions import build_definitions
 
@@ -221,6 +236,8 @@ def s3(monkeypatch) -> Iterator[S3]:
         import s3fs
 
         s3fs.S3FileSystem.clear_instance_cache()  # no client cached against an earlier endpoint
+        # moto keeps its buckets in this process, not in the server: an earlier test's objects would still be there
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=S3_BUCKET)
         yield S3(endpoint=endpoint, bucket=S3_BUCKET, env=env)
     finally:
