@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -512,8 +513,6 @@ class LoadedBundles:
     versions, each a session of several MiB, so none is kept once out of use (seen: 3 GiB at a year's end)."""
 
     def __init__(self, root: UPath | str | os.PathLike, keep: int = 32):
-        from collections import OrderedDict
-
         self.root, self.keep = root, keep
         self._loaded: OrderedDict[tuple[str, str], tuple[Bundle, Any]] = OrderedDict()
 
