@@ -37,7 +37,7 @@ def _run(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy())
 
 
-@pytest.mark.parametrize("args,env,code,says", [
+MISTAKES = [
     (["land", "--start", "2012-12-30", "--end", "2013-01-01"], {}, 2, "outside the flights feed"),
     (["land", "--start", "9999-12-31", "--end", "9999-12-31"], {}, 2, "outside the flights feed"),
     (["land", "--start", "2013-01-01", "--end", "2013-01-02"], {"ML_ASSETS_WINDOW_DAYS": "abc"}, 2,
@@ -46,21 +46,38 @@ def _run(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
     (["status"], {"ML_ASSETS_DATASET": "no-such"}, 2, "no such file and no shipped spec"),
     (["rollback"], {}, 5, "no champion yet"),
     (["backfill", "--start", "2013-01-01", "--end", "2013-01-02"], {}, 2, "have not landed"),
-])
-def test_known_mistakes_are_one_line_with_a_distinct_exit_code(home, args, env, code, says):
-    result = _run(*args, env={**os.environ, **env})
-    assert result.returncode == code, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and says in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+]
+
+
+def _one_line(stderr: str, says: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("args,env,code,says", MISTAKES)
+def test_known_mistakes_are_one_line_with_a_distinct_exit_code(home, capsys, monkeypatch, args, env, code, says):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(args) == code
+    _one_line(capsys.readouterr().err, says)
     assert not (home / "home" / "landing").exists() or args[0] != "land"
+
+
+def test_the_real_process_prints_only_that_line(home):
+    """What a shell shows (imports, logging and warnings included), for one mistake of each exit code."""
+    for args, env, code, says in (MISTAKES[0], MISTAKES[5]):
+        result = _run(*args, env={**os.environ, **env})
+        assert result.returncode == code, result.stderr
+        _one_line(result.stderr, says)
 
 
 @pytest.mark.parametrize("args", [["demo", "--days", "0"], ["demo", "--days", "-3"], ["serve", "--port", "99999"],
                                   ["land", "--as-of", "2013-01-02 18:00"]])
-def test_bad_arguments_are_refused_before_anything_runs(home, args):
-    result = _run(*args)
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "error:" in result.stderr
+def test_bad_arguments_are_refused_before_anything_runs(home, capsys, args):
+    with pytest.raises(SystemExit) as refused:
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "Traceback" not in err and "error:" in err
 
 
 def test_debug_shows_the_traceback(home):
@@ -75,13 +92,13 @@ def test_land_as_of_delivers_exactly_what_upstream_had_delivered(home):
     assert L.landed_days(root, spec, "outcomes") == [dt.date(2013, 1, 1)]
 
 
-def test_status_ignores_empty_landings(home):
+def test_status_ignores_empty_landings(home, capsys):
     root, spec = make_path(str(home / "home")), load_spec()
     L.land_days(root, spec, dt.date(2013, 1, 1), dt.date(2013, 1, 2))
     empty = L.source_rows(spec, "schedule", dt.date(2013, 1, 3)).head(0)
     write_parquet(L.day_dir(root, spec, "schedule", dt.date(2013, 1, 3)) / "v0001.parquet", empty)
-    result = _run("status")
-    assert result.returncode == 0 and "newest landed 2013-01-02" in result.stdout
+    assert cli.main(["status"]) == 0
+    assert "newest landed 2013-01-02" in capsys.readouterr().out
 
 
 def _blank_weather(home, day: dt.date) -> None:
