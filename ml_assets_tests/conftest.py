@@ -1,8 +1,8 @@
 """Shared fixtures: tiny real data landed into a temp root as upstream delivers it, and a small materialized graph.
 
 ``pipeline`` lands 2013-01-01..01-10 and materializes the whole graph over it in one range run (the path a
-single-run backfill takes), once per test session (the modules using it are one xdist work unit); tests that only read the results use it and must
-not write into it (copy it with ``pipeline_copy`` to change things).
+single-run backfill takes), once per test session (the modules using it are one xdist work unit); tests that
+only read the results use it and must not write into it (copy it with ``pipeline_copy`` to change things).
 """
 from __future__ import annotations
 
