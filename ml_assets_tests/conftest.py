@@ -40,7 +40,8 @@ def _fast_test_environment() -> None:
     import json
     import tempfile
 
-    if "TMPDIR" not in os.environ and os.access("/dev/shm", os.W_OK):
+    # (a run holds up to ~0.5 GiB of temp files; containers often give /dev/shm only 64 MiB)
+    if "TMPDIR" not in os.environ and os.access("/dev/shm", os.W_OK) and shutil.disk_usage("/dev/shm").free > 4 << 30:
         os.environ["TMPDIR"] = "/dev/shm"
         tempfile.tempdir = None  # recomputed from TMPDIR
     if "ML_ASSETS_DATASET" not in os.environ:
