@@ -100,10 +100,27 @@ PIPELINE_MODULES = frozenset({
 })
 
 
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return "pipeline" if module in PIPELINE_MODULES else module
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cost(seconds): what the module takes alone on two idle cores (its tests and "
+                                       "fixtures); the costliest work units are handed out first")
+
+
 def pytest_collection_modifyitems(config, items):
     unlisted = {item.nodeid.split("::", 1)[0] for item in items if "pipeline" in item.fixturenames} - PIPELINE_MODULES
     if unlisted:
         raise pytest.UsageError(f"add {', '.join(sorted(unlisted))} to PIPELINE_MODULES in ml_assets_tests/conftest.py")
+    # Longest first (xdist hands out work units in collection order): a long unit started last would leave the
+    # other worker idle at the end of the run.
+    costs: dict[str, float] = {}
+    for module, item in {item.nodeid.split("::", 1)[0]: item for item in items}.items():
+        mark = item.get_closest_marker("cost")
+        costs[_work_unit(module)] = costs.get(_work_unit(module), 0.0) + (mark.args[0] if mark else 0.0)
+    items.sort(key=lambda item: -costs[_work_unit(item.nodeid)])
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -112,8 +129,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "pipeline" if module in PIPELINE_MODULES else module
+            return _work_unit(nodeid)
 
     return ByModule(config, log)
 

@@ -35,6 +35,8 @@ from ml_assets.core.spec import load_spec
 from ml_assets.core.storage import make_path
 from ml_assets.resources.storage import JsonIOManager, PolarsParquetIOManager
 
+pytestmark = pytest.mark.cost(16)  # seconds alone (see conftest)
+
 FIRST, LAST = dt.date(2013, 3, 1), dt.date(2013, 3, 12)
 DAYS = [d.isoformat() for d in day_range(FIRST, LAST)]
 RAINY = ["2013-03-07", "2013-03-08", "2013-03-12"]

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -139,11 +140,9 @@ def run_backfill_daemon(dagster_home: str, backfill_id: str, code: str = f"{__na
         location_name="ml_assets"))
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(dagster_home, overrides=overrides)) as instance, \
             WorkspaceProcessContext(instance, target) as workspace:
-        while instance.get_backfill(backfill_id).status not in TERMINAL:
-            if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id},
-                                                       statuses=[dg.DagsterRunStatus.CANCELED])):
-                return  # interrupted by the supervisor: do not start the next run
-            for error in execute_backfill_jobs(workspace, logger, [instance.get_backfill(backfill_id)]):
+        while (backfill := instance.get_backfill(backfill_id)).status == BulkActionStatus.REQUESTED:
+            # (the supervisor marks the backfill CANCELING before it interrupts: no next run is started)
+            for error in execute_backfill_jobs(workspace, logger, [backfill]):
                 if error is not None:
                     print(f"backfill daemon error: {(error.message or '').splitlines()[0]}", flush=True)
 
@@ -157,8 +156,6 @@ def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, repor
     nothing is half-written, and a rerun resumes with what is missing. A worker (not this process) runs the steps
     because Dagster takes over the interrupt signals while it executes. Returns (status, interrupted).
     """
-    import subprocess
-
     stopping = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     # The runs' own event logs are in the instance (the UI); the worker's console output goes to a file, so the
@@ -178,6 +175,9 @@ def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, repor
                     report(_progress(instance, backfill_id, total, started).line())
                     last_report = time.time()
             if stopping.is_set():
+                backfill = instance.get_backfill(backfill_id)
+                if backfill.status not in TERMINAL:
+                    instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
                 for run in _unfinished(instance, backfill_id):
                     instance.report_run_canceling(run, message="ml-assets backfill: Ctrl-C / SIGTERM")
                 _interrupt(worker, grace_s)
@@ -204,18 +204,24 @@ def follow_backfill(instance: dg.DagsterInstance, backfill_id: str, total: int, 
     return instance.get_backfill(backfill_id).status, False
 
 
-def _interrupt(worker, grace_s: float) -> None:
-    import os
+def _interrupt(worker, grace_s: float, every_s: float = 0.25) -> None:
+    """SIGINT the worker's process group until it exits, SIGKILL after ``grace_s``.
 
-    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(worker.pid, sig)
-            worker.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except Exception:  # noqa: BLE001 - still running after the grace period: next signal
-            continue
+    Repeated, because Dagster's in-process executor raises an interrupt only while user code runs: one that lands
+    while the run writes its events is captured and then dropped at the run's end (the run would go on)."""
+    deadline = time.monotonic() + grace_s
+    try:
+        while worker.poll() is None and time.monotonic() < deadline:
+            os.killpg(worker.pid, signal.SIGINT)
+            try:
+                worker.wait(timeout=every_s)
+            except subprocess.TimeoutExpired:
+                pass
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=5)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 UNFINISHED = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,

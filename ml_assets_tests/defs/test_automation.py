@@ -19,6 +19,8 @@ from ml_assets.core import landing as L
 from ml_assets.core.spec import load_spec
 from ml_assets.core.storage import make_path, write_parquet
 
+pytestmark = pytest.mark.cost(40)  # seconds alone (see conftest)
+
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).with_name("ml-assets"))
 

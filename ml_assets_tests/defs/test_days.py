@@ -13,6 +13,8 @@ from ml_assets.core.spec import load_spec
 from ml_assets.core.storage import make_path, write_parquet
 from ml_assets_tests.conftest import Pipeline, materialize_range
 
+pytestmark = pytest.mark.cost(22)  # seconds alone (see conftest)
+
 DAYS = [f"2013-01-0{d}" for d in range(1, 7)]
 BAD = "2013-01-04"  # its weather went dark: every reading null
 WEATHER = ["temp", "dewp", "humid", "wind_speed", "precip", "visib"]

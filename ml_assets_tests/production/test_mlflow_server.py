@@ -3,6 +3,8 @@
 The server is started the documented way (docs/production.md) and written to through the project's own
 ``MLflowTracking`` resource, configured only with the server's URL (as ``ml_assets.definitions`` configures it
 from MLFLOW_TRACKING_URI in production, with the experiment ``ml_assets/<dataset>``).
+
+pytestmark = pytest.mark.cost(11)  # seconds alone (see conftest)
 """
 from __future__ import annotations
 

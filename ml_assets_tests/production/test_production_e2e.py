@@ -25,6 +25,8 @@ from ml_assets.resources.storage import JsonIOManager, PolarsParquetIOManager
 from ml_assets_tests.production.conftest import (
     PREFIX, celery_steps, dagster_cli, forget_compute_log_staging, pg_query, tail)
 
+pytestmark = pytest.mark.cost(65)  # seconds alone (see conftest)
+
 FIRST, LAST = "2013-01-01", "2013-01-05"
 RANGE = ("2013-01-02", LAST)
 DAYS = [f"2013-01-0{d}" for d in range(1, 6)]

@@ -24,6 +24,8 @@ from ml_assets.resources.executors import build_executor, celery_config
 from ml_assets_tests.production.conftest import (
     DEPLOY, PREFIX, celery_steps, dagster_cli, forget_compute_log_staging, pg_query, tail)
 
+pytestmark = pytest.mark.cost(18)  # seconds alone (see conftest)
+
 DAY = "2013-01-02"
 REFERENCES = ["flights/planes", "flights/airports"]
 DAILY = ["flights/raw_schedule", "flights/raw_weather", "flights/raw_outcomes", "flights/features",

@@ -18,6 +18,8 @@ import pytest
 from ml_assets.core.bundle import BUNDLES_DIR, MANIFEST_FILE, list_bundles, load_bundle
 from ml_assets.resources.tracking import CHAMPION_ALIAS, MLflowTracking
 
+pytestmark = pytest.mark.cost(25)  # seconds alone (see conftest)
+
 EXPERIMENT = "ml_assets/flights"
 
 

@@ -13,9 +13,12 @@ from ml_assets.resources import tracking as T
 from ml_assets.resources.tracking import MLflowTracking, TrackingUnavailable
 from ml_assets_tests.processes import free_port
 
+pytestmark = pytest.mark.cost(8)  # seconds alone (see conftest)
+
 LOG_ONE_RUN = """
 import sys
 from ml_assets.resources.tracking import MLflowTracking
+
 run_id, _ = MLflowTracking(tracking_uri=sys.argv[1]).log_run("r", {"a": 1}, {"m": 0.5}, {"t": "x"})
 print(run_id)
 """

@@ -24,6 +24,8 @@ from ml_assets.serving.models import newest_champion
 from ml_assets.serving.request import parse_request, request_schema
 from ml_assets_tests.serving.helpers import ServerProcess, promote
 
+pytestmark = pytest.mark.cost(5)  # seconds alone (see conftest)
+
 
 def _stored(root, spec, asset: str, day: dt.date) -> pl.DataFrame:
     return pl.read_parquet((root / "assets" / spec.name / asset / f"{day.isoformat()}.parquet").read_bytes())

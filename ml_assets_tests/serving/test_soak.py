@@ -13,6 +13,8 @@ from ml_assets.core.storage import make_path
 from ml_assets_tests.serving.helpers import ServerProcess, pointer, promote, tiny_bundle, write_record
 from ml_assets_tests.serving.hostile import hostile_cases
 
+pytestmark = pytest.mark.cost(15)  # seconds alone (see conftest)
+
 HOSTILE = 1000
 SCHEMATHESIS_EXAMPLES = 200
 SCHEMATHESIS_SECONDS = 30

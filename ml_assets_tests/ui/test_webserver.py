@@ -47,7 +47,7 @@ if not os.access(CHROMIUM, os.X_OK):
         raise RuntimeError(f"{CHROMIUM} is not installed (run make chromium): CI must not skip the UI tests")
     pytest.skip("chromium not installed: run make chromium", allow_module_level=True)
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.cost(55)]
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
