@@ -1,6 +1,8 @@
 """The user's path, timed: `ml-assets land` + `ml-assets backfill --assets all --wait` over [start, end] in a fresh
 home and instance, beside the plain daily-retrain script (../shared/baselines/plain_daily_retrain.py) over the
-same days, in one run; and optionally the day-by-day production path (`ml-assets demo`, land --as-of + catchup).
+same days, in one run; and optionally the day-by-day production path (`ml-assets demo`: each delivery landed,
+then automation), with the time of a day's cycle (its deliveries landed and carried through predictions,
+training and the bundle).
 
     .venv/bin/python bench/backfill.py --start 2013-01-01 --end 2013-12-31 [--families xgboost] [--keep DIR]
     .venv/bin/python bench/backfill.py --demo-days 14 [--families xgboost,mlp]
@@ -16,6 +18,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,9 +101,11 @@ def main() -> None:
     if a.demo_days:
         seconds, code, text, peak = timed([str(BIN / "ml-assets"), "demo", "--days", str(a.demo_days)], env,
                                           base / "demo.log")
+        cycle = re.search(r"a day's cycle .*: median ([\d.]+) s, max ([\d.]+) s", text)
         result.update(path="ml-assets demo", days=a.demo_days, seconds=round(seconds, 1), exit_code=code,
-                      peak_rss_gib=peak,
-                      seconds_per_day=round(seconds / a.demo_days, 2))
+                      peak_rss_gib=peak, seconds_per_day=round(seconds / a.demo_days, 2),
+                      day_cycle_median_seconds=float(cycle[1]) if cycle else None,
+                      day_cycle_max_seconds=float(cycle[2]) if cycle else None)
         print("\n".join(text.splitlines()[-a.demo_days - 8:]))
     else:
         land, code, _, _ = timed([str(BIN / "ml-assets"), "land", "--start", a.start, "--end", a.end], env,

@@ -213,18 +213,27 @@ def cmd_demo(args) -> int:
                        if days[0] <= d.day <= days[-1] or d.at >= L.delivery_instant(
                            bp.spec, bp.spec.events_name, days[0])})
     started = time.time()
+    cycle: dict[dt.date, float] = {}  # a day's deliveries (its evening and its outcomes) landed and processed
     with _guarded("ml-assets demo")(root) as (instance, dead_runs):
         ticker = _ticker(build_definitions(dataset=args.dataset), bp, instance, s)
         ticker.retry(dead_runs)
         for instant in instants:
+            began = time.time()
             landed = [f for f in L.land_as_of(root, bp.spec, instant) if f.written]
             print(f"{instant:%Y-%m-%d %H:%M}  {len(landed)} file(s) delivered: "
                   + ", ".join(sorted({f"{f.source} {f.day}" for f in landed if f.day})))
-            ticker.settle()
+            ticker.step()  # what its runs make ready is picked up with the next delivery, as the daemon would
+            for day in {f.day for f in landed if f.day}:
+                cycle[day] = cycle.get(day, 0.0) + (time.time() - began)
+        ticker.settle()
         lines = day_summary_lines(instance, bp, [d.isoformat() for d in days])
     failed = [e for e in ticker.executed if not e.success]
     print(f"\ndone in {time.time() - started:.0f} s: {len(ticker.executed)} runs, {len(failed)} failed; "
           f"{sum(e.seconds for e in ticker.executed):.0f} s in runs, {ticker.deciding_seconds:.0f} s deciding")
+    cycles = sorted(v for d, v in cycle.items() if d in days)
+    if cycles:
+        print(f"a day's cycle (its deliveries landed, through predictions, the models and the bundle): median "
+              f"{cycles[len(cycles) // 2]:.1f} s, max {cycles[-1]:.1f} s over {len(cycles)} days")
     for line in lines:
         print(f"  {line}")
     print("Look at:\n  the UI    make ui   (http://127.0.0.1:3000)\n"

@@ -161,20 +161,39 @@ class LocalTicker:
         started = time.time()
         result = dg.evaluate_automation_conditions(self.defs, self.instance, cursor=self.automation_cursor)
         self.automation_cursor = result.cursor
-        self._save()
-        requested = {k: set(result.get_requested_partitions(k)) for k in result.get_requested_asset_keys()} \
-            if hasattr(result, "get_requested_asset_keys") else \
-            {r.key: set(result.get_requested_partitions(r.key)) for r in result.results
-             if isinstance(r.key, dg.AssetKey) and r.true_subset.size}
+        requested = {r.key: set(result.get_requested_partitions(r.key)) for r in result.results
+                     if isinstance(r.key, dg.AssetKey) and r.true_subset.size}
         self.deciding_seconds += time.time() - started
         return [self._execute(run) for run in plan_runs(requested)]
 
-    def settle(self, max_rounds: int = 400) -> bool:
-        """Tick until a round requests nothing. False if it had not settled after ``max_rounds``."""
+    def _baseline(self) -> None:
         if self.automation_cursor is None:
             self.tick_automation()  # the baseline, before this process reports anything
-        for _ in range(max_rounds):
-            landed = self.tick_landing()
-            if not self.tick_automation() and not landed:
-                return True
-        return False
+            self._save()
+
+    def step(self) -> list[Executed]:
+        """One landing tick and one automation tick, with what they request executed. What that work makes ready
+        in turn (rarely anything: a tick already requests the downstream of what it requests) waits for the next
+        step or ``settle``, as it waits for the daemon's next tick."""
+        self._baseline()
+        try:
+            self.tick_landing()
+            return self.tick_automation()
+        finally:
+            self._save()
+
+    def settle(self, max_rounds: int = 400) -> bool:
+        """Tick until a round requests nothing. False if it had not settled after ``max_rounds``.
+
+        The cursor is saved after the baseline and when the round ends or stops, not at every tick (serializing it
+        is ~60 ms): a process that dies mid-round leaves an older cursor, from which the next one sees at most more
+        changes than happened since, never fewer (at worst it recomputes a day to the same value)."""
+        self._baseline()
+        try:
+            for _ in range(max_rounds):
+                landed = self.tick_landing()
+                if not self.tick_automation() and not landed:
+                    return True
+            return False
+        finally:
+            self._save()

@@ -140,21 +140,29 @@ def build(bp: Blueprint) -> list:
     key = bp.key("champion")
     kw = {"asset": key, "partitions_def": bp.partitions}
 
-    @dg.asset(key=key, partitions_def=bp.partitions, group_name=DEPLOYMENT, kinds={"mlflow"},
-              io_manager_key="json_io_manager", code_version="champion-v3", owners=list(bp.owners),
-              pool=f"{bp.spec.name}_champion",  # one decider at a time (dagster.yaml: pools default_limit 1)
-              ins={"previous": dg.AssetIn(key, partition_mapping=window(-1, -1)),
-                   "bundle": dg.AssetIn(bp.key("deployment_bundle"), input_manager_key="json_io_manager"),
-                   "evaluation": dg.AssetIn(bp.key("model_evaluation")),
-                   "labelled": dg.AssetIn(bp.key("labelled_features"))},
-              check_specs=[day_check_spec(PROMOTION, description="the day's candidate may replace the champion: "
-                                          "paired DeLong tests on the same rows (see the comparisons)", **kw),
-                           day_check_spec(FRESHNESS, description=f"the champion's training data ends at most "
-                                          f"{MAX_LAG_DAYS} day before the newest possible (warns)", **kw)],
-              backfill_policy=dg.BackfillPolicy.single_run(), tags=bp.tags(layer="deployment"),
-              description="Who serves after day D's decision: the day's candidate if it is not significantly worse "
-                          "than the champion (below it, than any recent champion; its family's track record; "
-                          "every large slice), else the champion stays. A chain over the days.")
+    # A multi-asset of one output only for ``can_subset``: with an asset that depends on its own earlier partitions
+    # and carries checks in its step, Dagster 1.13's automation also requests D-1 whenever it requests D (it maps the
+    # step's execution set onto the asset through that self-dependency), and with it batch_predictions D+1: one
+    # needless decision and prediction step every day, on every path. Subsettable, the execution set is the asset
+    # alone; its checks still ride along with it.
+    @dg.multi_asset(
+        outs={"result": dg.AssetOut(
+            key=key, io_manager_key="json_io_manager", group_name=DEPLOYMENT, kinds={"mlflow"},
+            code_version="champion-v3", owners=list(bp.owners), tags=bp.tags(layer="deployment"),
+            description="Who serves after day D's decision: the day's candidate if it is not significantly worse "
+                        "than the champion (below it, than any recent champion; its family's track record; every "
+                        "large slice), else the champion stays. A chain over the days.")},
+        name=key.to_python_identifier(), partitions_def=bp.partitions, can_subset=True,
+        pool=f"{bp.spec.name}_champion",  # one decider at a time (dagster.yaml: pools default_limit 1)
+        ins={"previous": dg.AssetIn(key, partition_mapping=window(-1, -1)),
+             "bundle": dg.AssetIn(bp.key("deployment_bundle"), input_manager_key="json_io_manager"),
+             "evaluation": dg.AssetIn(bp.key("model_evaluation")),
+             "labelled": dg.AssetIn(bp.key("labelled_features"))},
+        check_specs=[day_check_spec(PROMOTION, description="the day's candidate may replace the champion: "
+                                    "paired DeLong tests on the same rows (see the comparisons)", **kw),
+                     day_check_spec(FRESHNESS, description=f"the champion's training data ends at most "
+                                    f"{MAX_LAG_DAYS} day before the newest possible (warns)", **kw)],
+        backfill_policy=dg.BackfillPolicy.single_run())
     def champion(context: dg.AssetExecutionContext, previous: Days, bundle: Days, evaluation: Days, labelled: Days,
                  config: ChampionConfig, storage: StorageRoot, mlflow: MLflowTracking,
                  promotion_settings: PromotionSettings):
