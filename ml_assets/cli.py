@@ -3,7 +3,7 @@
     ml-assets land --start 2013-01-01 --end 2013-01-10 [--force]     everything upstream delivers for those days
     ml-assets land --as-of 2013-01-05T18:00                           exactly what was delivered by that instant
     ml-assets catchup                                                 sensors + automation, here, until settled
-    ml-assets demo [--days 10] [--start DAY]                          land-as-of + catchup, evening and morning
+    ml-assets demo [--days 10] [--start DAY]                          land-as-of + a tick, evening and morning
     ml-assets backfill --start D1 --end D2 [--assets data|all] [--wait] [--force]
     ml-assets serve [--port 8000] [--host 127.0.0.1] [--bundle PATH]
     ml-assets status | rollback [--to VERSION [--line LINE]]
@@ -466,10 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "summary (predicted, labelled, trained, champion).")
     catchup.set_defaults(func=cmd_catchup)
 
-    demo = sub.add_parser("demo", help="replay days as evenings and mornings: land --as-of + catchup",
+    demo = sub.add_parser("demo", help="replay days as evenings and mornings: land --as-of + automation",
                           description="For each delivery instant of N days from --start (the schedule and weather "
                                       "the evening before, the outcomes the morning after), land what was delivered "
-                                      "and catch up. Exits non-zero if a run failed.")
+                                      "and tick the sensors and automation once; catch up at the end. Exits "
+                                      "non-zero if a run failed.")
     demo.add_argument("--days", type=_positive, default=10, help="number of days (default 10)")
     demo.add_argument("--start", type=_day, help="first day (default: the feed's first day)")
     demo.set_defaults(func=cmd_demo)

@@ -1,6 +1,6 @@
-"""The honest timeline, replayed through the user's path (``ml-assets demo`` = land --as-of + catchup per simulated
-evening and morning): each day's predictions exist before its outcomes are delivered, its live performance only
-after; the champion that predicts D was decided before the evening of D-1."""
+"""The honest timeline, replayed through the user's path (``ml-assets demo`` = land --as-of + an automation tick
+per simulated evening and morning): each day's predictions exist before its outcomes are delivered, its live
+performance only after; the champion that predicts D was decided before the evening of D-1."""
 import datetime as dt
 import json
 import shutil
