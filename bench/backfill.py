@@ -5,6 +5,7 @@ then automation), with the time of a day's cycle (its deliveries landed and carr
 training and the bundle).
 
     .venv/bin/python bench/backfill.py --start 2013-01-01 --end 2013-12-31 [--families xgboost] [--keep DIR]
+        [--scaled-baseline]
     .venv/bin/python bench/backfill.py --demo-days 14 [--families xgboost,mlp]
 
 Prints where the time goes (per asset, from the run's step events; the instance's event count), the per-day
@@ -55,13 +56,21 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, int, s
     return time.time() - started, proc.returncode, log.read_text(), round(usage.ru_maxrss / 2**20, 2)
 
 
-def baseline(start: str, end: str, window: int | None, per_day: Path) -> dict:
-    """The plain script over [start, end]; ``window`` None: its own default (28 days)."""
+def baseline(start: str, end: str, window: int | None, per_day: Path, trees: int | None = None) -> dict:
+    """The plain script over [start, end]; ``window``/``trees`` None: its own defaults (28 days, 200 trees)."""
     out = subprocess.run([sys.executable, str(BASELINE), "--start", start, "--end", end,
-                          *(["--window", str(window)] if window else []), "--threads", "2",
-                          "--per-day", str(per_day)], capture_output=True, text=True, check=True,
+                          *(["--window", str(window)] if window else []), *(["--trees", str(trees)] if trees else []),
+                          "--threads", "2", "--per-day", str(per_day)], capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def recipe_scale(window: int | None) -> tuple[int, int]:
+    """(trees, window days) of the graph's xgboost fits: the dataset's recipe and the training window."""
+    from ml_assets import settings
+    from ml_assets.core.spec import load_spec
+
+    return int(load_spec().models["xgboost"]["n_estimators"]), window or settings.DEFAULT_WINDOW_DAYS
 
 
 def where_the_time_goes(env: dict[str, str]) -> dict:
@@ -91,6 +100,9 @@ def main() -> None:
     ap.add_argument("--baseline-window", type=int, help="the plain script's window (default: its own, 28 days)")
     ap.add_argument("--keep", help="keep the home and instance in this folder (for quality.py, decisions.py)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--scaled-baseline", action="store_true",
+                    help="also run the plain script with as many trees and window days as the graph's xgboost fits "
+                         "(what the recipe costs, apart from what the graph adds)")
     ap.add_argument("--demo-days", type=int, help="time `ml-assets demo --days N` instead of a backfill")
     a = ap.parse_args()
     base = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-backfill-"))
@@ -124,6 +136,12 @@ def main() -> None:
             result.update(baseline_seconds=plain["seconds"], baseline_mean_daily_auc=plain["mean_daily_auc"],
                           ratio=round(seconds / plain["seconds"], 2),
                           ratio_with_landing=round((seconds + land) / plain["seconds"], 2))
+        if a.scaled_baseline:
+            trees, window = recipe_scale(a.window)
+            scaled = baseline(a.start, a.end, window, base / "baseline_scaled_per_day.csv", trees=trees)
+            result.update(scaled_baseline={"trees": trees, "window": window, "seconds": scaled["seconds"],
+                                           "mean_daily_auc": scaled["mean_daily_auc"],
+                                           "ratio": round(seconds / scaled["seconds"], 2)})
     result["load_end"] = loadavg()
     result["home"] = str(base)
     print(json.dumps(result))
