@@ -151,10 +151,11 @@ def execute_backfill_here(dagster_home: str, backfill_id: str, total: int, repor
                           every_s: float = 10.0, grace_s: float = 15.0) -> tuple[BulkActionStatus, bool]:
     """Execute ``backfill_id`` in a worker process supervised by this one, with progress every ``every_s`` seconds.
 
-    Ctrl-C or SIGTERM here: the runs under way are marked CANCELING, then the worker is interrupted, so Dagster
-    records the interrupt as a cancellation (not a failure); the backfill is canceled; every write being atomic,
-    nothing is half-written, and a rerun resumes with what is missing. A worker (not this process) runs the steps
-    because Dagster takes over the interrupt signals while it executes. Returns (status, interrupted).
+    Ctrl-C or SIGTERM here: the backfill (so the worker starts no next run) and the runs under way are marked
+    CANCELING, then the worker is interrupted, so Dagster records the interrupt as a cancellation (not a failure);
+    the backfill is canceled; every write being atomic, nothing is half-written, and a rerun resumes with what is
+    missing. A worker (not this process) runs the steps because Dagster takes over the interrupt signals while it
+    executes. Returns (status, interrupted).
     """
     stopping = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

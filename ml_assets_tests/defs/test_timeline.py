@@ -63,3 +63,16 @@ def test_the_champion_that_predicts_a_day_was_decided_two_days_before(replay):
         assert set(predictions["model_version"]) == {f"{champion['model_line']}/{champion['version']}"}
         # trained only on days whose outcomes had landed by the evening before the day it predicts
         assert dt.date.fromisoformat(champion["trained_through"]) <= day - dt.timedelta(days=3)
+
+
+def test_automation_computes_every_asset_day_once(replay):
+    """Nothing is computed twice over the replay. (Dagster 1.13 requested champion D-1 again with every champion D,
+    and batch_predictions D+1 with it, until the champion became subsettable: both came out twice.)"""
+    from collections import Counter
+
+    with dg.DagsterInstance.get() as instance:
+        computed = Counter((e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
+                           for run in instance.get_runs()
+                           for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+    assert ("flights/champion", "2013-01-04") in computed
+    assert {k: n for k, n in computed.items() if n > 1} == {}
