@@ -19,7 +19,7 @@ from ml_assets.core.spec import load_spec
 from ml_assets.core.storage import make_path
 from ml_assets_tests.processes import stop_process_group, tail
 
-pytestmark = pytest.mark.cost(50)  # seconds alone (see conftest)
+pytestmark = pytest.mark.cost(60)  # seconds alone (see conftest)
 
 ROOT = Path(__file__).resolve().parents[2]
 # Per wait: a wait fails only on a real stall (each run is a process of its own, slow to start under contention).
@@ -83,8 +83,8 @@ def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tm
     assert cli.main(["backfill", "--start", "2013-01-01", "--end", "2013-01-03"]) == 0  # registered, not executed
     log = tmp_path / "daemon.log"
     with open(log, "w") as out:
-        daemon = subprocess.Popen([sys.executable, "-c", DAGSTER_DAEMON, "run", "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = subprocess.Popen([sys.executable, "-c", DAGSTER_DAEMON, "run", "-w", str(ROOT / "workspace.yaml")],
+                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with dg.DagsterInstance.get() as instance:
             backfill = instance.get_backfills()[0]
@@ -113,6 +113,16 @@ def test_the_daemon_executes_backfills_and_automation_with_per_day_truth(env, tm
                   daemon, log)
             failed = [t for t in _ticks(instance, "flights_check_failure_alert") if t.status.value == "FAILURE"]
             assert not failed, [t.error for t in failed]
+
+            # the morning of 01-05: 01-04's outcomes; automation decides champion 01-04, and only that day (Dagster
+            # 1.13 re-requested D-1 with every champion D until the champion became subsettable)
+            L.land_days(root, spec, dt.date(2013, 1, 4), dt.date(2013, 1, 4), sources=["outcomes"])
+            _wait(lambda: "2013-01-04" in instance.get_materialized_partitions(key("champion")),
+                  "automation to decide the champion of 2013-01-04", daemon, log)
+            decided = [e.dagster_event.partition for r in instance.get_runs()
+                       for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                       if e.dagster_event.asset_key == key("champion")]
+            assert sorted(decided) == ["2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04"], decided
 
             _wait(lambda: instance.get_backfill(backfill.backfill_id).status.value.startswith("COMPLETED"),
                   "the backfill's end", daemon, log)
